@@ -1,0 +1,5 @@
+"""``python -m reference_runtime``: the reference-runtime CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,249 @@
+"""The kernel boundary: every system call that changes the host or a namespace.
+
+Everything that unshares, joins, mounts, pivots or changes credentials goes through
+this module, so it is easy to see what touches the host. Functions raise ``OSError``
+with the errno and the arguments; callers translate it into the runtime's own errors.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import fcntl
+import os
+import socket
+import struct
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+# Namespace clone flags (linux/sched.h).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
+
+# Mount flags (linux/mount.h).
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_MANDLOCK = 64
+MS_DIRSYNC = 128
+MS_NOSYMFOLLOW = 256
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_SILENT = 32768
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_DETACH = 2
+
+# prctl options (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYS_PIVOT_ROOT = 155  # x86_64
+_SYS_CAPSET = 126
+_SYS_CAPGET = 125
+_SYS_SETNS = 308
+_SYS_UNSHARE = 272
+_SYS_SETRESUID = 117
+_SYS_SETRESGID = 119
+_SYS_SETGROUPS = 116
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+def _check(result: int, what: str, path: str | None = None) -> int:
+    if result == -1:
+        err = ctypes.get_errno()
+        if path is None:
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return result
+
+
+def _syscall(number: int, *args: object, what: str) -> int:
+    return _check(_libc.syscall(number, *args), what)
+
+
+def unshare(flags: int) -> None:
+    """unshare(2) the namespaces in ``flags``."""
+    _syscall(_SYS_UNSHARE, ctypes.c_int(flags), what="unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2) into the namespace open at ``fd``."""
+    _syscall(_SYS_SETNS, ctypes.c_int(fd), ctypes.c_int(nstype), what="setns")
+
+
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
+    """mount(2); ``data`` is the filesystem-specific option string."""
+    src = source.encode() if source is not None else None
+    fst = fstype.encode() if fstype is not None else None
+    dat = data.encode() if data else None
+    res = _libc.mount(src, target.encode(), fst, ctypes.c_ulong(flags), dat)
+    _check(res, f"mount {source or fstype} on {target}", target)
+
+
+def umount(target: str, flags: int = 0) -> None:
+    """umount2(2)."""
+    _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2)."""
+    _syscall(_SYS_PIVOT_ROOT, new_root.encode(), put_old.encode(), what="pivot_root")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(
+        _libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg2),
+            ctypes.c_ulong(arg3),
+            ctypes.c_ulong(arg4),
+            ctypes.c_ulong(arg5),
+        ),
+        f"prctl({option})",
+    )
+
+
+def setresuid(uid: int) -> None:
+    """Set real, effective and saved uid with the raw syscall (this thread only is fine:
+    the runtime's container processes are single-threaded)."""
+    _syscall(
+        _SYS_SETRESUID, ctypes.c_uint(uid), ctypes.c_uint(uid), ctypes.c_uint(uid), what="setresuid"
+    )
+
+
+def setresgid(gid: int) -> None:
+    _syscall(
+        _SYS_SETRESGID, ctypes.c_uint(gid), ctypes.c_uint(gid), ctypes.c_uint(gid), what="setresgid"
+    )
+
+
+def setgroups(gids: list[int]) -> None:
+    arr = (ctypes.c_uint * max(len(gids), 1))(*gids)
+    _syscall(_SYS_SETGROUPS, ctypes.c_size_t(len(gids)), arr, what="setgroups")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """capset(2) for the calling thread with 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _syscall(_SYS_CAPSET, ctypes.byref(header), data, what="capset")
+
+
+def capbset_drop(cap: int) -> None:
+    prctl(PR_CAPBSET_DROP, cap)
+
+
+def capbset_read(cap: int) -> bool:
+    try:
+        return prctl(PR_CAPBSET_READ, cap) == 1
+    except OSError:
+        return False
+
+
+def ambient_raise(cap: int) -> None:
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+
+
+def ambient_clear() -> None:
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def set_no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_child_subreaper() -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_pdeathsig(sig: int) -> None:
+    prctl(PR_SET_PDEATHSIG, sig)
+
+
+def set_process_name(name: str) -> None:
+    """Name the calling thread (what ``ps`` shows as its command)."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _check(
+        _libc.prctl(
+            ctypes.c_int(PR_SET_NAME), buf, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)
+        ),
+        "prctl(PR_SET_NAME)",
+    )
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the calling process's network namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        req = struct.pack("16sH14x", b"lo", 0)
+        res = fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, req)
+        flags = struct.unpack("16sH14x", res)[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+def write_file(path: str, data: str) -> None:
+    """Write ``data`` to a kernel file (procfs, sysfs, cgroupfs) in one write(2)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,127 @@
+"""The library API: ``Runtime``, one object per state root, one method per verb.
+
+The pytest plugin drives containers through this class in-process (no interpreter
+start per verb); the ``reference-runtime`` CLI is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Sequence
+
+from . import create as _create
+from . import delete as _delete
+from . import exec_in as _exec
+from . import kill as _kill
+from . import start as _start
+from .errors import ContainerNotFoundError, StateError
+from .state import State, StateStore, Status, read_exit, refresh
+from .waiting import poll_until, wait_gone
+
+DEFAULT_ROOT = "/run/reference-runtime"
+EXIT_RECORD_TIMEOUT = 10.0
+
+
+class Runtime:
+    """The reference runtime over the state root ``root`` (runc's ``--root``)."""
+
+    def __init__(
+        self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, no_pivot: bool = False
+    ) -> None:
+        self.store = StateStore(root)
+        self.no_pivot = no_pivot
+
+    @property
+    def root(self) -> str:
+        return str(self.store.root)
+
+    def create(
+        self,
+        container_id: str,
+        bundle: str | os.PathLike[str],
+        *,
+        pid_file: str | os.PathLike[str] | None = None,
+        stdio: tuple[int, int, int] | None = None,
+    ) -> State:
+        """Create the container; its process waits for ``start``. ``stdio`` are the
+        descriptors the container gets as 0, 1 and 2 (default: the caller's)."""
+        return _create.create(
+            self.store, container_id, bundle, pid_file=pid_file, stdio=stdio, no_pivot=self.no_pivot
+        )
+
+    def start(self, container_id: str) -> list[str]:
+        """Run the program; returns poststart hook warnings."""
+        return _start.start(self.store, container_id)
+
+    def state(self, container_id: str) -> State:
+        """The container's current state (status refreshed from the kernel)."""
+        with self.store.locked(container_id):
+            return refresh(self.store.load(container_id))
+
+    def kill(self, container_id: str, sig: str | int = signal.SIGTERM) -> None:
+        _kill.kill(self.store, container_id, sig)
+
+    def delete(self, container_id: str, force: bool = False) -> list[str]:
+        """Remove the container; returns poststop hook warnings."""
+        return _delete.delete(self.store, container_id, force)
+
+    def list(self) -> list[State]:
+        states = []
+        for container_id in self.store.ids():
+            try:
+                states.append(self.state(container_id))
+            except ContainerNotFoundError:  # deleted while we listed
+                continue
+        return states
+
+    def exec(
+        self,
+        container_id: str,
+        args: Sequence[str],
+        *,
+        env: Sequence[str] | None = None,
+        cwd: str | None = None,
+        user: tuple[int, int] | None = None,
+        stdio: tuple[int, int, int] | None = None,
+    ) -> int:
+        """Run ``args`` inside the container; returns its exit status."""
+        return _exec.exec_in(
+            self.store, container_id, args, env=env, cwd=cwd, user=user, stdio=stdio
+        )
+
+    def wait(self, container_id: str, timeout: float | None = None) -> int:
+        """Wait for the container process to exit; its status, 128+N for signal N."""
+        state = self.store.load(container_id)
+        if state.status is Status.CREATING:
+            raise StateError(f"container {container_id!r} is still being created")
+        if state.pid and not wait_gone(state.pid, timeout, state.init_start_time):
+            raise TimeoutError(f"container {container_id!r} still running after {timeout}s")
+        state_dir = self.store.dir(container_id)
+        record = None
+
+        def recorded() -> bool:
+            nonlocal record
+            record = read_exit(state_dir)
+            return record is not None
+
+        if not poll_until(recorded, EXIT_RECORD_TIMEOUT) or record is None:
+            raise StateError(f"container {container_id!r} exited but its status was not recorded")
+        if record.get("signal"):
+            return 128 + int(record["signal"])
+        return int(record.get("exit_code") or 0)
+
+    def run(
+        self,
+        container_id: str,
+        bundle: str | os.PathLike[str],
+        *,
+        stdio: tuple[int, int, int] | None = None,
+    ) -> int:
+        """create + start + wait + delete, as ``runc run``; returns the exit status."""
+        self.create(container_id, bundle, stdio=stdio)
+        try:
+            self.start(container_id)
+            return self.wait(container_id)
+        finally:
+            self.delete(container_id, force=True)

@@ -1,0 +1,41 @@
+"""Waiting for processes that are not our children, through pidfds."""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+from collections.abc import Callable
+
+from .state import process_start_time
+
+
+def wait_gone(pid: int, timeout: float | None, start_time: int | None = None) -> bool:
+    """Wait until ``pid`` has exited (a zombie counts as gone); False on timeout.
+
+    ``start_time`` (from /proc/PID/stat) guards against a reused PID.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        current = process_start_time(pid)
+        if current is None or (start_time is not None and current != start_time):
+            return True
+        ready, _, _ = select.select([pidfd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(pidfd)
+
+
+def poll_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.002) -> bool:
+    """Call ``predicate()`` until it is true or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+        interval = min(interval * 2, 0.05)

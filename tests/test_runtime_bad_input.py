@@ -1,0 +1,223 @@
+"""Bad input: one line on stderr, exit 1, no traceback, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reference_runtime.rootfs_builder import make_bundle
+from reference_runtime.spec import default_spec
+
+pytestmark = pytest.mark.needs_root
+
+CLI = [sys.executable, "-m", "reference_runtime.cli"]
+# unique per worker process: the default cgroup path is named after the container ID
+CID = f"bad-input-{os.getpid()}"
+
+
+def _host_snapshot() -> dict[str, Any]:
+    """What a failed create could leak: cgroups, mounts, and our own child processes."""
+    cgroups = sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/reference-runtime-*"))
+    cgroups += sorted(str(p) for p in Path("/sys/fs/cgroup").glob("reference-runtime-*"))
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    return {
+        "cgroups": cgroups,
+        "mounts": Path("/proc/self/mounts").read_text(),
+        "children": children,
+    }
+
+
+def _run_cli(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("reference-runtime: "), lines[0]
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def _bundle_with(tmp_path: Path, name: str, edit: Any) -> Path:
+    config = default_spec(["true"])
+    edit(config)
+    return make_bundle(tmp_path / name, config=config)
+
+
+def _set(path: str, value: Any) -> Any:
+    def edit(config: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[last] = value
+
+    return edit
+
+
+BAD_CONFIGS = [
+    ("unknown-version", _set("ociVersion", "2.0.0"), "unsupported ociVersion '2.0.0'"),
+    ("no-args", _set("process.args", []), "process.args must be a non-empty list"),
+    ("bad-env", _set("process.env", ["NOEQUALS"]), "not of the form KEY=VALUE"),
+    ("relative-cwd", _set("process.cwd", "tmp"), "must be an absolute path"),
+    ("bad-cap", _set("process.capabilities.bounding", ["CAP_FLY"]), "unknown capability 'CAP_FLY'"),
+    (
+        "bad-rlimit",
+        _set("process.rlimits", [{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}]),
+        "RLIMIT_NOPE",
+    ),
+    (
+        "bad-ns",
+        _set("linux.namespaces", [{"type": "mount"}, {"type": "wormhole"}]),
+        "'wormhole' is not one of",
+    ),
+    ("bad-memory", _set("linux.resources.memory", {"limit": -5}), "memory"),
+    ("host-sysctl", _set("linux.sysctl", {"kernel.panic": "1"}), "not namespaced"),
+    ("terminal", _set("process.terminal", True), "terminal"),
+]
+
+
+@pytest.mark.parametrize(("name", "edit", "message"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_is_one_line_and_leaves_nothing(tmp_path, name, edit, message):
+    b = _bundle_with(tmp_path, name, edit)
+    root = tmp_path / "state"
+    before = _host_snapshot()
+    result = _run_cli(root, "create", "--bundle", str(b), CID)
+    _assert_one_line_error(result, message)
+    assert _host_snapshot() == before
+    assert not (root / CID).exists()
+
+
+def test_missing_rootfs(tmp_path):
+    b = make_bundle(tmp_path / "b", args=["true"])
+    config = json.loads((b / "config.json").read_text())
+    config["root"]["path"] = "nowhere"
+    (b / "config.json").write_text(json.dumps(config))
+    result = _run_cli(tmp_path / "state", "create", "--bundle", str(b), CID)
+    _assert_one_line_error(result, "root.path", "nowhere does not exist")
+
+
+def test_missing_and_invalid_config_json(tmp_path):
+    root = tmp_path / "state"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _assert_one_line_error(
+        _run_cli(root, "create", "--bundle", str(empty), CID), "config.json not found"
+    )
+    (empty / "config.json").write_text("{not json")
+    _assert_one_line_error(_run_cli(root, "create", "--bundle", str(empty), CID), "not valid JSON")
+    _assert_one_line_error(
+        _run_cli(root, "create", "--bundle", str(tmp_path / "nope"), CID), "is not a directory"
+    )
+    assert not (root / CID).exists()
+
+
+@pytest.mark.parametrize("bad_id", ["../x", "", "a/b", "x" * 300, "..", "sp ace"])
+def test_invalid_container_ids(tmp_path, bad_id):
+    b = make_bundle(tmp_path / "b", args=["true"])
+    root = tmp_path / "state"
+    result = _run_cli(root, "create", "--bundle", str(b), bad_id)
+    _assert_one_line_error(result, "container ID")
+    assert not root.exists() or not any(root.iterdir())
+    assert not (tmp_path / "x").exists()
+
+
+def test_bundle_defaults_to_the_current_directory(tmp_path):
+    b = make_bundle(tmp_path / "b", args=["sh", "-c", "exit 7"])
+    result = _run_cli(tmp_path / "state", "run", CID, cwd=b)
+    assert result.returncode == 7, result.stderr
+
+
+def test_duplicate_id_is_refused_and_the_first_container_is_untouched(tmp_path):
+    b = make_bundle(tmp_path / "b", args=["sleep", "30"])
+    root = tmp_path / "state"
+    with open(os.devnull, "w") as null:
+        subprocess.run(
+            [*CLI, "--root", str(root), "create", "--bundle", str(b), CID],
+            check=True,
+            stdout=null,
+            stderr=null,
+        )
+    try:
+        state_before = json.loads(_run_cli(root, "state", CID).stdout)
+        result = _run_cli(root, "create", "--bundle", str(b), CID)
+        _assert_one_line_error(result, "already exists")
+        assert json.loads(_run_cli(root, "state", CID).stdout) == state_before
+    finally:
+        _run_cli(root, "delete", "--force", CID)
+
+
+def test_mount_through_a_symlink_out_of_the_rootfs_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    config = default_spec(["true"])
+    config["mounts"].append({"destination": "/escape/inner", "type": "tmpfs", "source": "tmpfs"})
+    b = make_bundle(tmp_path / "b", config=config)
+    os.symlink("../../../outside", b / "rootfs" / "escape")
+    before = _host_snapshot()
+    result = _run_cli(tmp_path / "state", "create", "--bundle", str(b), CID)
+    _assert_one_line_error(result, "escapes the root filesystem through symlink /escape")
+    assert _host_snapshot() == before
+    assert list(outside.iterdir()) == []
+
+
+def test_absolute_symlink_is_resolved_inside_the_rootfs(tmp_path):
+    """An absolute symlink (as /var/run -> /run in images) is followed inside the rootfs."""
+    host_dir = tmp_path / "hostside"
+    host_dir.mkdir()
+    config = default_spec(["sh", "-c", "grep -c ' /inside tmpfs' /proc/mounts"])
+    config["mounts"].append({"destination": "/link/x", "type": "tmpfs", "source": "tmpfs"})
+    b = make_bundle(tmp_path / "b", config=config)
+    (b / "rootfs" / "inside").mkdir()
+    os.symlink(str(host_dir), b / "rootfs" / "link")  # absolute: means /<host_dir> inside
+    result = _run_cli(tmp_path / "state", "run", "--bundle", str(b), CID)
+    assert result.returncode == 1  # the tmpfs went to rootfs/<host_dir>/x, not /inside
+    assert list(host_dir.iterdir()) == []
+    assert (b / "rootfs" / str(host_dir).lstrip("/") / "x").is_dir()
+
+
+def test_wrong_state_errors_are_one_line(tmp_path):
+    b = make_bundle(tmp_path / "b", args=["sleep", "30"])
+    root = tmp_path / "state"
+    with open(os.devnull, "w") as null:
+        subprocess.run(
+            [*CLI, "--root", str(root), "create", "--bundle", str(b), CID],
+            check=True,
+            stdout=null,
+            stderr=null,
+        )
+    try:
+        _assert_one_line_error(_run_cli(root, "delete", CID), "it is created")
+        assert _run_cli(root, "start", CID).returncode == 0
+        _assert_one_line_error(_run_cli(root, "start", CID), "it is running, not created")
+        _assert_one_line_error(_run_cli(root, "delete", CID), "use --force")
+        _assert_one_line_error(_run_cli(root, "kill", CID, "NOTASIGNAL"), "unknown signal")
+        assert _run_cli(root, "kill", CID, "9").returncode == 0
+        for _ in range(100):
+            if json.loads(_run_cli(root, "state", CID).stdout)["status"] == "stopped":
+                break
+        _assert_one_line_error(_run_cli(root, "kill", CID, "KILL"), "it is stopped")
+    finally:
+        _run_cli(root, "delete", "--force", CID)
+    _assert_one_line_error(_run_cli(root, "state", CID), "does not exist")
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    _assert_one_line_error(_run_cli(tmp_path, "frobnicate"), "invalid choice")
+    _assert_one_line_error(_run_cli(tmp_path, "start"), "required")
