@@ -7,18 +7,21 @@ dataclasses; ``Config.raw`` keeps the original document for hooks and ``state``.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import resource
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from . import capabilities
+from . import _lite, capabilities
 from .errors import ConfigError
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+    from typing import Any
+else:
+    from ._lite import dataclass, field
+
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-")
+_SYSCTL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 MAX_ID_LENGTH = 255  # a container ID names a directory under the state root
 
 NAMESPACE_TYPES = ("user", "pid", "network", "ipc", "uts", "mount", "cgroup", "time")
@@ -49,7 +52,7 @@ def validate_id(container_id: str) -> None:
         raise InvalidIDError(
             f"container ID is {len(container_id)} characters long; the limit is {MAX_ID_LENGTH}"
         )
-    if container_id in (".", "..") or not _ID_RE.match(container_id):
+    if container_id in (".", "..") or not _ID_CHARS.issuperset(container_id):
         raise InvalidIDError(
             f"invalid container ID {container_id!r}: use letters, digits and '_', '.', '+', '-'"
         )
@@ -170,6 +173,7 @@ class Config:
     readonly_paths: tuple[str, ...]
     rootfs_propagation: str | None
     raw: dict[str, Any]
+    text: bytes = b""
 
     def namespace(self, ns_type: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -185,12 +189,13 @@ class Config:
 def load_bundle(bundle: str | os.PathLike[str]) -> Config:
     """Read and validate ``BUNDLE/config.json``; raise ``ConfigError`` with one line."""
     __tracebackhide__ = True
-    bundle_path = Path(bundle).absolute()
-    if not bundle_path.is_dir():
+    bundle_path = os.path.abspath(bundle)
+    if not os.path.isdir(bundle_path):
         raise ConfigError(f"bundle {bundle_path} is not a directory")
-    config_file = bundle_path / "config.json"
+    config_file = os.path.join(bundle_path, "config.json")
     try:
-        text = config_file.read_text()
+        with open(config_file, "rb") as f:
+            text = f.read()
     except FileNotFoundError:
         raise ConfigError(
             f"{config_file} not found: create one with 'reference-runtime spec'"
@@ -198,12 +203,14 @@ def load_bundle(bundle: str | os.PathLike[str]) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read {config_file}: {exc.strerror}") from None
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
+        raw = _lite.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno}" if hasattr(exc, "lineno") else ""
         raise ConfigError(
-            f"{config_file} is not valid JSON: {exc.msg} at line {exc.lineno}"
+            f"{config_file} is not valid JSON: {getattr(exc, 'msg', exc)}{where}"
         ) from None
-    return parse_config(raw, str(bundle_path))
+    config: Config = _lite.replace(parse_config(raw, bundle_path), text=text)
+    return config
 
 
 def parse_config(raw: Any, bundle: str) -> Config:
@@ -211,7 +218,7 @@ def parse_config(raw: Any, bundle: str) -> Config:
     __tracebackhide__ = True
     obj = _obj(raw, "config.json")
     oci_version = _str(obj.get("ociVersion"), "ociVersion")
-    if not re.match(r"^1\.\d+\.\d+(-[0-9A-Za-z.-]+)?$", oci_version):
+    if not _is_v1(oci_version):
         raise ConfigError(
             f"unsupported ociVersion {oci_version!r}: this runtime implements runtime-spec 1.x"
         )
@@ -284,6 +291,13 @@ def parse_config(raw: Any, bundle: str) -> Config:
 _PROPAGATIONS = frozenset(
     {"private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"}
 )
+
+
+def _is_v1(version: str) -> bool:
+    """``1.MINOR.PATCH`` with an optional ``-suffix`` (semver, major version 1)."""
+    core = version.split("-", 1)[0]
+    parts = core.split(".")
+    return len(parts) == 3 and parts[0] == "1" and all(p.isdigit() for p in parts[1:])
 
 
 def _obj(value: Any, where: str) -> dict[str, Any]:
@@ -505,25 +519,30 @@ def _hooks(value: Any) -> Hooks:
         ("poststart", "poststart"),
         ("poststop", "poststop"),
     ):
-        items = []
-        for i, item in enumerate(_list(hooks.get(key, []), f"hooks.{key}")):
-            entry = _obj(item, f"hooks.{key}[{i}]")
-            path = _str(entry.get("path"), f"hooks.{key}[{i}].path")
-            if not os.path.isabs(path):
-                raise ConfigError(f"hooks.{key}[{i}].path {path!r} must be absolute")
-            timeout = entry.get("timeout")
-            items.append(
-                Hook(
-                    path=path,
-                    args=_str_list(entry.get("args", []), f"hooks.{key}[{i}].args"),
-                    env=_str_list(entry.get("env", []), f"hooks.{key}[{i}].env"),
-                    timeout=None
-                    if timeout is None
-                    else _int(timeout, f"hooks.{key}[{i}].timeout", 1),
-                )
-            )
-        parsed[attr] = tuple(items)
+        parsed[attr] = parse_hooks(hooks.get(key, []), key)
     return Hooks(**parsed)
+
+
+def parse_hooks(value: Any, key: str) -> tuple[Hook, ...]:
+    """The hooks of one stage (``hooks.<key>`` of a config)."""
+    __tracebackhide__ = True
+    items = []
+    for i, item in enumerate(_list(value, f"hooks.{key}")):
+        where = f"hooks.{key}[{i}]"
+        entry = _obj(item, where)
+        path = _str(entry.get("path"), f"{where}.path")
+        if not os.path.isabs(path):
+            raise ConfigError(f"{where}.path {path!r} must be absolute")
+        timeout = entry.get("timeout")
+        items.append(
+            Hook(
+                path=path,
+                args=_str_list(entry.get("args", []), f"{where}.args"),
+                env=_str_list(entry.get("env", []), f"{where}.env"),
+                timeout=None if timeout is None else _int(timeout, f"{where}.timeout", 1),
+            )
+        )
+    return tuple(items)
 
 
 def _devices(value: Any) -> tuple[Device, ...]:
@@ -564,7 +583,8 @@ def _sysctl(value: Any, new_ns: set[str]) -> dict[str, str]:
     for key, val in table.items():
         if not isinstance(val, str):
             raise ConfigError(f"linux.sysctl[{key!r}] must be a string")
-        if not re.match(r"^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$", key):
+        parts = key.split(".")
+        if len(parts) < 2 or not all(p and _SYSCTL_CHARS.issuperset(p) for p in parts):
             raise ConfigError(
                 f"linux.sysctl key {key!r} is not a sysctl name like 'net.ipv4.ip_forward'"
             )

@@ -7,46 +7,40 @@ failure after that undoes every step, so a failed create leaves nothing behind.
 
 from __future__ import annotations
 
-import datetime
+import _socket
 import os
-import shutil
-import signal
-import socket
-from pathlib import Path
+import time
 
-from . import cgroups, hooks, init, namespaces, process, rootfs
+from . import cgroups, hooks, init, kernel, namespaces, process, rootfs
 from .config import Config, load_bundle, validate_id
-from .errors import (
-    ConfigError,
-    ContainerExistsError,
-    ProcessError,
-    RuntimeSpecError,
-)
+from .errors import ConfigError, ContainerExistsError, ProcessError, RuntimeSpecError
 from .state import (
     CONFIG_FILE,
-    LOCK_FILE,
     START_SOCKET,
     State,
     StateStore,
     Status,
     process_start_time,
+    remove_state_dir,
 )
-from .waiting import wait_gone
+from .waiting import reap_if_child, wait_gone
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .cgroups.manager import CgroupManager
 
 CREATE_TIMEOUT = 120.0  # seconds for the container to report ready (hooks included)
+_SIGKILL = 9
 
-_ERRORS: dict[str, type[RuntimeSpecError]] = {}
 
+def error_class(name: str) -> type[RuntimeSpecError]:
+    """The runtime error class called ``name`` (as sent by a container process)."""
+    from . import errors
 
-def _error_class(name: str) -> type[RuntimeSpecError]:
-    if not _ERRORS:
-        from . import errors
-
-        for attr in dir(errors):
-            obj = getattr(errors, attr)
-            if isinstance(obj, type) and issubclass(obj, RuntimeSpecError):
-                _ERRORS[attr] = obj
-    return _ERRORS.get(name, ProcessError)
+    found = getattr(errors, name, None)
+    if isinstance(found, type) and issubclass(found, RuntimeSpecError):
+        return found
+    return ProcessError
 
 
 def default_cgroups_path(container_id: str) -> str:
@@ -59,6 +53,11 @@ def socket_path(state_dir_fd: int) -> str:
     return f"/proc/self/fd/{state_dir_fd}/{START_SOCKET}"
 
 
+def _timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e9):09d}Z"
+
+
 class Creation:
     """One ``create`` in progress: the steps done so far, and how to undo them."""
 
@@ -67,39 +66,42 @@ class Creation:
         self.id = container_id
         self.config = config
         self.state_dir = store.dir(container_id)
-        self.manager: cgroups.CgroupManager | None = None
-        self.monitor_pid = 0
+        self.manager: CgroupManager | None = None
+        self.stage1_pid = 0
         self.init_pid = 0
         self.made_dir = False
 
-    def make_state_dir(self) -> None:
-        self.store.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    def make_state_dir(self, config_text: bytes) -> None:
+        os.makedirs(self.store.root, mode=0o711, exist_ok=True)
         try:
-            self.state_dir.mkdir(mode=0o711)
+            os.mkdir(self.state_dir, 0o711)
         except FileExistsError:
             raise ContainerExistsError(f"container {self.id!r} already exists") from None
         self.made_dir = True
-        (self.state_dir / LOCK_FILE).touch()
-        shutil.copyfile(Path(self.config.bundle) / CONFIG_FILE, self.state_dir / CONFIG_FILE)
+        # the config as created from: exec and the hooks use it, whatever the bundle becomes
+        path = os.path.join(self.state_dir, CONFIG_FILE)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, config_text)
+        finally:
+            os.close(fd)
 
     def run(
-        self,
-        stdio: tuple[int, int, int] | None,
-        no_pivot: bool,
-        ns_fds: dict[str, int],
+        self, stdio: tuple[int, int, int] | None, no_pivot: bool, ns_fds: dict[str, int]
     ) -> State:
         config = self.config
-        self.make_state_dir()
+        self.make_state_dir(config.text)
         state = State(
             id=self.id,
             bundle=config.bundle,
             annotations=config.annotations,
-            created=datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z"),
+            created=_timestamp(),
             owner=os.getuid(),
             creator_pid=os.getpid(),
             rootfs=config.root_path,
+            poststart=config.raw.get("hooks", {}).get("poststart", []),
+            poststop=config.raw.get("hooks", {}).get("poststop", []),
         )
-        self.store.save(state)
         self.manager = cgroups.new_manager(config.cgroups_path or default_cgroups_path(self.id))
         self.manager.create(config.resources)
         # Saved once made: a later delete rebuilds the manager from this to remove it.
@@ -107,32 +109,44 @@ class Creation:
         self.store.save(state)
 
         dir_fd = os.open(self.state_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        parent_sock, child_sock = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         try:
             listener.bind(socket_path(dir_fd))
             listener.listen(4)
             plan = init.Plan(
                 config=config,
-                state_dir=self.state_dir,
                 namespace_fds=ns_fds,
                 listener=listener,
                 channel=init.Channel(child_sock),
-                cgroup_paths=self.manager.paths(),
+                cgroup=self.manager,
                 stdio=stdio,
                 no_pivot=no_pivot,
             )
-            self.monitor_pid = os.fork()
-            if self.monitor_pid == 0:
-                init.monitor_main(plan)  # never returns
-            state.monitor_pid = self.monitor_pid
+            # The init is reparented to us when stage 1 exits: we are its subreaper
+            # for that moment, so that we alone can later collect its exit status.
+            was_subreaper = kernel.get_child_subreaper()
+            if not was_subreaper:
+                kernel.set_child_subreaper(True)
+            try:
+                self.stage1_pid = os.fork()
+                if self.stage1_pid == 0:
+                    init.stage1_main(plan)  # never returns
+            except BaseException:
+                if not was_subreaper:
+                    kernel.set_child_subreaper(False)
+                raise
         finally:
             os.close(dir_fd)
             listener.close()
             child_sock.close()
-        with parent_sock:
+        try:
             parent_sock.settimeout(CREATE_TIMEOUT)
             self._converse(init.Channel(parent_sock), state)
+        finally:
+            parent_sock.close()
+            if not was_subreaper:
+                kernel.set_child_subreaper(False)
         state.status = Status.CREATED
         self.store.save(state)
         return state
@@ -156,19 +170,25 @@ class Creation:
             elif kind == "init":
                 self.init_pid = pid = int(message["pid"])
                 assert self.manager is not None
-                self.manager.add(pid)
+                if not message.get("in_cgroup"):
+                    self.manager.add_v2(pid)
                 process.apply_limits(pid, config.process.rlimits, config.process.oom_score_adj)
                 state.pid = pid
                 state.init_start_time = process_start_time(pid) or 0
-                self.store.save(state)
-                spec_state = state.spec_state() | {"pid": pid}
-                hooks.run_all(config.hooks.prestart, spec_state, "prestart")
-                hooks.run_all(config.hooks.create_runtime, spec_state, "createRuntime")
+                spec_state = {**state.spec_state(), "pid": pid}
+                if config.hooks.prestart or config.hooks.create_runtime:
+                    # hooks may take long: record the process first, for a later delete
+                    self.store.save(state)
+                    hooks.run_all(config.hooks.prestart, spec_state, "prestart")
+                    hooks.run_all(config.hooks.create_runtime, spec_state, "createRuntime")
                 channel.send("go", state=spec_state)
             elif kind == "ready":
+                # stage 1 has exited, which made the init our child: reap stage 1
+                os.waitpid(self.stage1_pid, 0)
+                self.stage1_pid = 0
                 return
             elif kind == "error":
-                raise _error_class(message.get("kind", ""))(
+                raise error_class(message.get("kind", ""))(
                     message.get("msg", "container setup failed")
                 )
             else:
@@ -176,26 +196,20 @@ class Creation:
 
     def undo(self) -> None:
         """Remove whatever this create made; safe to call at any point."""
-        if self.init_pid:
-            try:
-                os.kill(self.init_pid, signal.SIGKILL)
-            except ProcessLookupError:  # already gone
-                pass
+        for pid in (self.init_pid, self.stage1_pid):
+            if pid:
+                try:
+                    os.kill(pid, _SIGKILL)
+                except ProcessLookupError:  # already gone
+                    pass
+        for pid in (self.stage1_pid, self.init_pid):
+            if pid:
+                wait_gone(pid, timeout=10.0)
+                reap_if_child(pid)
         if self.manager is not None:
             self.manager.destroy()
-        if self.monitor_pid:
-            try:
-                os.kill(self.monitor_pid, signal.SIGKILL)
-            except ProcessLookupError:  # already gone
-                pass
-            try:
-                os.waitpid(self.monitor_pid, 0)
-            except ChildProcessError:  # already reaped
-                pass
-        if self.init_pid:
-            wait_gone(self.init_pid, timeout=10.0)
         if self.made_dir:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+            remove_state_dir(self.state_dir)
 
 
 def create(
@@ -212,14 +226,14 @@ def create(
     config = load_bundle(bundle)
     cgroups.validate_resources(config.resources)
     rootfs.check_mounts(config)
-    if store.dir(container_id).exists():
+    if os.path.exists(store.dir(container_id)):
         raise ContainerExistsError(f"container {container_id!r} already exists")
     ns_fds = namespaces.open_paths(config)
     creation = Creation(store, container_id, config)
     try:
         state = creation.run(stdio, no_pivot, ns_fds)
         if pid_file is not None:
-            _write_pid_file(Path(pid_file), state.pid)
+            _write_pid_file(os.fspath(pid_file), state.pid)
     except BaseException:
         creation.undo()
         raise
@@ -228,11 +242,13 @@ def create(
     return state
 
 
-def _write_pid_file(path: Path, pid: int) -> None:
+def _write_pid_file(path: str, pid: int) -> None:
     __tracebackhide__ = True
-    tmp = path.with_name(f".{path.name}.tmp")
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.tmp")
     try:
-        tmp.write_text(str(pid))
+        with open(tmp, "w") as f:
+            f.write(str(pid))
         os.replace(tmp, path)
     except OSError as exc:
         raise ConfigError(f"cannot write pid file {path}: {exc.strerror}") from None

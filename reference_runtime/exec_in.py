@@ -7,16 +7,20 @@ member of the container's pid namespace, and drops to the container's credential
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-from collections.abc import Sequence
 
-from . import cgroups, namespaces, process
-from .config import Process, parse_config
+from . import _lite, cgroups, kernel, namespaces, process
+from .config import parse_config
 from .errors import ProcessError, StateError
 from .init import close_fds_except
 from .state import CONFIG_FILE, StateStore, refresh
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .cgroups.manager import CgroupManager
+    from .config import Process
 
 EXEC_FAILED = 126
 
@@ -40,7 +44,8 @@ def exec_in(
             raise StateError(
                 f"cannot exec in container {container_id!r}: it is {state.status.value}"
             )
-        raw = json.loads((store.dir(container_id) / CONFIG_FILE).read_text())
+        with open(os.path.join(store.dir(container_id), CONFIG_FILE), "rb") as f:
+            raw = _lite.loads(f.read())
     config = parse_config(raw, state.bundle)
     proc = config.process
     changes: dict[str, object] = {"args": tuple(args)}
@@ -49,8 +54,8 @@ def exec_in(
     if cwd is not None:
         changes["cwd"] = cwd
     if user is not None:
-        changes["user"] = dataclasses.replace(proc.user, uid=user[0], gid=user[1])
-    proc = dataclasses.replace(proc, **changes)  # type: ignore[arg-type]
+        changes["user"] = _lite.replace(proc.user, uid=user[0], gid=user[1])
+    proc = _lite.replace(proc, **changes)
     manager = cgroups.manager_from_dict(state.cgroup) if state.cgroup else None
     targets = _namespaces_to_join(state.pid)
     root_fd = os.open(f"/proc/{state.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -96,11 +101,32 @@ def _namespaces_to_join(pid: int) -> dict[str, int]:
     return fds
 
 
+def _exit_like(pid: int) -> None:
+    """Wait for ``pid`` and exit with its status (128+N for signal N)."""
+    _, status = os.waitpid(pid, 0)
+    os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
+def _enter_cgroup(manager: CgroupManager, err_w: int) -> None:
+    """Join the container's cgroup the cheap ways (see CgroupManager.add): v1 from
+    inside; v2 by continuing in a child cloned straight into it."""
+    manager.join_self_v1()
+    v2_dir = manager.v2_directory()
+    if v2_dir is None:
+        return
+    fd = os.open(v2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    child = kernel.fork_into_cgroup(fd)
+    os.close(fd)
+    if child != 0:
+        os.close(err_w)
+        _exit_like(child)
+
+
 def _child(
     proc: Process,
     targets: dict[str, int],
     root_fd: int,
-    manager: cgroups.CgroupManager | None,
+    manager: CgroupManager | None,
     stdio: tuple[int, int, int] | None,
     err_w: int,
 ) -> None:
@@ -113,7 +139,7 @@ def _child(
                     os.dup2(fd, target)
         close_fds_except({0, 1, 2, err_w, root_fd, *targets.values()})
         if manager is not None:
-            manager.add(os.getpid())
+            _enter_cgroup(manager, err_w)
         for ns_type in namespaces.ORDER:
             if ns_type in targets:
                 namespaces.enter(namespaces.KINDS[ns_type], targets[ns_type])
@@ -130,10 +156,7 @@ def _child(
                 os.write(err_w, str(exc).encode())
             os._exit(EXEC_FAILED)
         os.close(err_w)
-        _, status = os.waitpid(grandchild, 0)
-        if os.WIFSIGNALED(status):
-            os._exit(128 + os.WTERMSIG(status))
-        os._exit(os.WEXITSTATUS(status))
+        _exit_like(grandchild)
     except BaseException as exc:
         try:
             os.write(err_w, str(exc).encode())

@@ -7,24 +7,28 @@ startContainer run in the container's (the init process calls ``run_all`` there)
 
 from __future__ import annotations
 
-import json
-import subprocess
-from typing import Any
-
-from .config import Hook
+from . import _lite
 from .errors import HookError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .config import Hook
 
 
 def run(hook: Hook, state: dict[str, Any], stage: str) -> None:
     """Run one hook; raise ``HookError`` if it fails, times out or cannot start."""
     __tracebackhide__ = True
+    import subprocess  # only when a config has hooks: it is slow to import
+
     argv = list(hook.args) if hook.args else [hook.path]
     env = dict(item.split("=", 1) for item in hook.env)
     try:
         result = subprocess.run(
             argv,
             executable=hook.path,
-            input=json.dumps(state).encode(),
+            input=_lite.dumps(state).encode(),
             env=env,
             capture_output=True,
             timeout=hook.timeout,

@@ -1,36 +1,41 @@
-"""The processes that ``create`` forks: the monitor, stage 1 and the container init.
+"""The processes that ``create`` forks: stage 1 and the container init.
 
 ::
 
-    runtime (create) ── fork ──> monitor: setsid, child subreaper; records the exit
-                                   └─ fork ──> stage 1: user namespace (mapped by the
-                                       runtime), joins/unshares the rest, forks and exits
-                                         └─ fork ──> init (PID 1 in a new pid namespace):
-                                             waits for "go", cgroup namespace, hostname,
-                                             sysctl, rootfs, credentials, reports "ready",
-                                             then blocks on the start socket until
-                                             ``start`` connects, and execs the program.
+    runtime (create; a child subreaper while it runs)
+      └─ fork ──> stage 1: setsid, the user namespace (mapped by the runtime), joins or
+          unshares the rest, forks the init, reports its host PID and exits
+            └─ fork ──> init (PID 1 in a new pid namespace), reparented to the runtime:
+                waits for "go", cgroup namespace, hostname, sysctl, rootfs, credentials,
+                reports "ready", then blocks on the start socket until ``start``
+                connects, and execs the program.
 
-Every process here is a fork of the runtime and ends with ``os._exit``: none of the
-parent's atexit handlers, buffers or threads run in it. Messages to the runtime travel
-over a SOCK_SEQPACKET socket pair as small JSON documents.
+As with runc, the container process is the child of whoever created it (the runtime
+process while it lives, else the nearest subreaper or PID 1): that process alone can
+collect its exit status. Every process here is a fork of the runtime and ends with
+``os._exit``: none of the parent's atexit handlers, buffers or threads run in it.
+Messages to the runtime travel over a SOCK_SEQPACKET socket pair as small JSON
+documents.
 """
 
 from __future__ import annotations
 
-import json
+import _signal
+import _socket
 import os
-import signal
-import socket
-import traceback
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from . import hooks, kernel, namespaces, process, rootfs
-from .config import Config
+from . import _lite, hooks, kernel, namespaces, process, rootfs
 from .errors import RuntimeSpecError
-from .state import EXIT_FILE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass
+    from typing import Any
+
+    from .cgroups.manager import CgroupManager
+    from .config import Config
+else:
+    from ._lite import dataclass
 
 INIT_FAILED = 127
 
@@ -39,21 +44,19 @@ INIT_FAILED = 127
 class Channel:
     """One end of the runtime <-> container socket pair."""
 
-    sock: socket.socket
+    sock: _socket.socket
 
     def send(self, message_type: str, /, **fields: Any) -> None:
-        self.sock.send(json.dumps({"t": message_type, **fields}).encode())
+        self.sock.send(_lite.dumps({"t": message_type, **fields}).encode())
 
     def recv(self) -> dict[str, Any]:
         data = self.sock.recv(1 << 20)
         if not data:
             return {"t": "eof"}
-        message: dict[str, Any] = json.loads(data)
+        message: dict[str, Any] = _lite.loads(data)
         return message
 
     def send_error(self, exc: BaseException) -> None:
-        if os.environ.get("REFERENCE_RUNTIME_DEBUG"):
-            os.write(2, "".join(traceback.format_exception(exc)).encode())
         kind = type(exc).__name__ if isinstance(exc, RuntimeSpecError) else "ProcessError"
         msg = str(exc) if isinstance(exc, RuntimeSpecError) else f"{type(exc).__name__}: {exc}"
         try:
@@ -67,11 +70,10 @@ class Plan:
     """Everything the forked processes need, prepared by the runtime before forking."""
 
     config: Config
-    state_dir: Path
     namespace_fds: dict[str, int]
-    listener: socket.socket
+    listener: _socket.socket
     channel: Channel
-    cgroup_paths: dict[str, str]
+    cgroup: CgroupManager
     stdio: tuple[int, int, int] | None
     no_pivot: bool
 
@@ -85,70 +87,26 @@ def close_fds_except(keep: set[int]) -> None:
         low = fd + 1
 
 
-def monitor_main(plan: Plan) -> None:
-    """The monitor: fork stage 1, then reap until the container process is gone."""
-    status = 1
+def stage1_main(plan: Plan) -> None:
+    """Enter the namespaces, fork the init, report its host PID and exit."""
     try:
+        config = plan.config
         os.setsid()
-        kernel.set_child_subreaper()
         keep = {plan.listener.fileno(), plan.channel.sock.fileno(), *plan.namespace_fds.values()}
         if plan.stdio is not None:
             for target, fd in enumerate(plan.stdio):
                 if fd != target:
                     os.dup2(fd, target)
-        keep |= {0, 1, 2}
-        report_r, report_w = os.pipe()
-        close_fds_except(keep | {report_r, report_w})
-        stage1 = os.fork()
-        if stage1 == 0:
-            os.close(report_r)
-            stage1_main(plan, report_w)
-        os.close(report_w)
-        null = os.open(os.devnull, os.O_RDWR)
-        for target in (0, 1, 2):
-            os.dup2(null, target)
-        close_fds_except({0, 1, 2, report_r})
-        kernel.set_process_name("rr-monitor")
-        init_pid = _read_pid(report_r)
-        status = _reap(init_pid, plan.state_dir)
-    finally:
-        os._exit(status)
-
-
-def _read_pid(fd: int) -> int | None:
-    data = b""
-    while chunk := os.read(fd, 64):
-        data += chunk
-    os.close(fd)
-    return int(data) if data.strip() else None
-
-
-def _reap(init_pid: int | None, state_dir: Path) -> int:
-    while True:
-        try:
-            pid, wait_status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            return 0
-        except InterruptedError:  # a signal woke us: keep reaping
-            continue
-        if pid == init_pid:
-            record = {"pid": pid, "exit_code": None, "signal": None}
-            if os.WIFEXITED(wait_status):
-                record["exit_code"] = os.WEXITSTATUS(wait_status)
-            elif os.WIFSIGNALED(wait_status):
-                record["signal"] = os.WTERMSIG(wait_status)
-            try:
-                tmp = state_dir / (EXIT_FILE + ".tmp")
-                tmp.write_text(json.dumps(record))
-                os.replace(tmp, state_dir / EXIT_FILE)
-            except OSError:  # the state directory was already removed by delete
-                pass
-
-
-def stage1_main(plan: Plan, report_fd: int) -> None:
-    """Enter the namespaces, fork the init, report its host PID and exit."""
-    try:
-        config = plan.config
+        close_fds_except(keep | {0, 1, 2})
+        # Join the cgroup from inside, while still host root and single-threaded: the
+        # cheap ways in (see CgroupManager.add). The init inherits it.
+        plan.cgroup.join_self_v1()
+        v2_dir = plan.cgroup.v2_directory()
+        clone_fd = None
+        if v2_dir is not None and not config.new_namespace("user"):
+            # in a new user namespace the cgroup files are not ours to write: the
+            # runtime adds the init to the cgroup2 half instead
+            clone_fd = os.open(v2_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
         def on_new_user_namespace() -> None:
             plan.channel.send("userns", pid=os.getpid())
@@ -159,13 +117,10 @@ def stage1_main(plan: Plan, report_fd: int) -> None:
 
         namespaces.enter_all(config, plan.namespace_fds, on_new_user_namespace)
         namespaces.close_all(plan.namespace_fds)
-        init = os.fork()
+        init = os.fork() if clone_fd is None else kernel.fork_into_cgroup(clone_fd)
         if init == 0:
-            os.close(report_fd)
             init_main(plan)
-        os.write(report_fd, str(init).encode())
-        os.close(report_fd)
-        plan.channel.send("init", pid=init)
+        plan.channel.send("init", pid=init, in_cgroup=v2_dir is None or clone_fd is not None)
         os._exit(0)
     except BaseException as exc:
         plan.channel.send_error(exc)
@@ -198,11 +153,13 @@ def init_main(plan: Plan) -> None:
             kernel.setdomainname(config.domainname)
         if config.new_namespace("network"):
             kernel.loopback_up()
+        if config.hooks.start_container:
+            import subprocess  # noqa: F401 - hooks run after pivot_root, where imports fail
         for key, value in config.sysctl.items():
             kernel.write_file("/proc/sys/" + key.replace(".", "/"), value)
         rootfs.prepare(
             config,
-            plan.cgroup_paths,
+            plan.cgroup.paths(),
             in_user_namespace=config.namespace("user") is not None,
             create_container_hooks=lambda: hooks.run_all(
                 config.hooks.create_container, state, "createContainer"
@@ -225,9 +182,10 @@ def init_main(plan: Plan) -> None:
 
 def _wait_for_start_and_exec(plan: Plan, env: dict[str, str], state: dict[str, Any]) -> None:
     # Block until `start` connects; a stray connection without the word is ignored.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
     while True:
-        conn, _ = plan.listener.accept()
+        fd, _ = plan.listener._accept()  # type: ignore[attr-defined]
+        conn = _socket.socket(fileno=fd)
         if conn.recv(16) == b"start":
             break
         conn.close()
@@ -239,7 +197,7 @@ def _wait_for_start_and_exec(plan: Plan, env: dict[str, str], state: dict[str, A
     except BaseException as exc:
         kind = type(exc).__name__ if isinstance(exc, RuntimeSpecError) else "ProcessError"
         try:
-            conn.sendall(json.dumps({"kind": kind, "msg": str(exc)}).encode())
+            conn.sendall(_lite.dumps({"kind": kind, "msg": str(exc)}).encode())
         except OSError:  # start gave up waiting: the exit status still tells
             pass
     os._exit(INIT_FAILED)

@@ -7,14 +7,16 @@ with the errno and the arguments; callers translate it into the runtime's own er
 
 from __future__ import annotations
 
+import _socket
 import ctypes
-import ctypes.util
 import fcntl
 import os
-import socket
 import struct
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# CDLL(None) is the running interpreter's own libc: no ldconfig lookup at start-up.
+_libc = ctypes.CDLL(None, use_errno=True)
+# The same libc, called with the GIL held (for clone3: see fork_into_cgroup).
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
 
 # Namespace clone flags (linux/sched.h).
 CLONE_NEWNS = 0x00020000
@@ -59,11 +61,16 @@ PR_SET_NAME = 15
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
+CLONE_INTO_CGROUP = 0x200000000
+_SIGCHLD = 17
+
+_SYS_CLONE3 = 435
 _SYS_PIVOT_ROOT = 155  # x86_64
 _SYS_CAPSET = 126
 _SYS_CAPGET = 125
@@ -212,8 +219,24 @@ def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-def set_child_subreaper() -> None:
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
+def set_child_subreaper(on: bool = True) -> None:
+    """Make orphaned descendants be reparented to us (``on``) or not."""
+    prctl(PR_SET_CHILD_SUBREAPER, int(on))
+
+
+def get_child_subreaper() -> bool:
+    flag = ctypes.c_int(0)
+    _check(
+        _libc.prctl(
+            ctypes.c_int(PR_GET_CHILD_SUBREAPER),
+            ctypes.byref(flag),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
+        "prctl(PR_GET_CHILD_SUBREAPER)",
+    )
+    return bool(flag.value)
 
 
 def set_pdeathsig(sig: int) -> None:
@@ -231,13 +254,59 @@ def set_process_name(name: str) -> None:
     )
 
 
+class _CloneArgs(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "flags",
+            "pidfd",
+            "child_tid",
+            "parent_tid",
+            "exit_signal",
+            "stack",
+            "stack_size",
+            "tls",
+            "set_tid",
+            "set_tid_size",
+            "cgroup",
+        )
+    ]
+
+
+def fork_into_cgroup(cgroup_fd: int) -> int:
+    """``os.fork()``, with the child born in the cgroup2 directory open at ``cgroup_fd``.
+
+    clone3(CLONE_INTO_CGROUP) places the child without the global threadgroup lock that
+    writing its PID to ``cgroup.procs`` takes (an RCU grace period, ~10 ms). The
+    interpreter's fork hooks run as they do in ``os.fork``, and the system call is made
+    with the GIL held; still, glibc's own fork handlers do not run, so the caller must
+    be single-threaded (the runtime calls this from a freshly forked process).
+    """
+    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=_SIGCHLD, cgroup=cgroup_fd)
+    ctypes.pythonapi.PyOS_BeforeFork()
+    pid = _libc_gil.syscall(
+        ctypes.c_long(_SYS_CLONE3), ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args))
+    )
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone3(CLONE_INTO_CGROUP): {os.strerror(err)}")
+    return int(pid)
+
+
 def loopback_up() -> None:
     """Bring ``lo`` up in the calling process's network namespace."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         req = struct.pack("16sH14x", b"lo", 0)
         res = fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, req)
         flags = struct.unpack("16sH14x", res)[1]
         fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+    finally:
+        sock.close()
 
 
 def write_file(path: str, data: str) -> None:

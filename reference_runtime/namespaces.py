@@ -9,12 +9,18 @@ apply to children, so the caller forks after ``enter_all``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from . import kernel
-from .config import Config, IDMapping
 from .errors import NamespaceError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from dataclasses import dataclass
+
+    from .config import Config, IDMapping
+else:
+    from ._lite import dataclass
 
 
 @dataclass(frozen=True)

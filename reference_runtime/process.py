@@ -9,19 +9,28 @@ no_new_privs, in the order the kernel requires.
 
 from __future__ import annotations
 
+import _signal
 import errno
 import os
 import resource
-import signal
 
 from . import capabilities, kernel
-from .config import Process, Rlimit
 from .errors import ProcessError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import Process, Rlimit
 
 _RLIM_INFINITY_SPEC = 2**64 - 1
 
 # Signals the runtime may have changed in its own process; reset before exec.
-_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)
+_RESET_SIGNALS = (
+    _signal.SIGPIPE,
+    _signal.SIGXFSZ,
+    _signal.SIGINT,
+    _signal.SIGTERM,
+    _signal.SIGCHLD,
+)
 
 
 def _rlim(value: int) -> int:
@@ -108,8 +117,8 @@ def _home_of(uid: int) -> str:
 def reset_signals() -> None:
     """Give the program the signal dispositions and mask of a fresh process."""
     for sig in _RESET_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
 def execute(process: Process, env: dict[str, str]) -> None:

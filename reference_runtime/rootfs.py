@@ -12,12 +12,17 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from . import kernel
 from .config import Config, Device, Mount
 from .errors import RootfsError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from dataclasses import dataclass
+else:
+    from ._lite import dataclass
 
 _FLAGS: dict[str, tuple[bool, int]] = {
     # option: (clear, flag)

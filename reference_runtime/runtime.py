@@ -7,8 +7,6 @@ start per verb); the ``reference-runtime`` CLI is a thin layer over it.
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Sequence
 
 from . import create as _create
 from . import delete as _delete
@@ -16,11 +14,14 @@ from . import exec_in as _exec
 from . import kill as _kill
 from . import start as _start
 from .errors import ContainerNotFoundError, StateError
-from .state import State, StateStore, Status, read_exit, refresh
-from .waiting import poll_until, wait_gone
+from .state import State, StateStore, Status, refresh
+from .waiting import wait_gone
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 DEFAULT_ROOT = "/run/reference-runtime"
-EXIT_RECORD_TIMEOUT = 10.0
 
 
 class Runtime:
@@ -59,7 +60,7 @@ class Runtime:
         with self.store.locked(container_id):
             return refresh(self.store.load(container_id))
 
-    def kill(self, container_id: str, sig: str | int = signal.SIGTERM) -> None:
+    def kill(self, container_id: str, sig: str | int = _kill.SIGTERM) -> None:
         _kill.kill(self.store, container_id, sig)
 
     def delete(self, container_id: str, force: bool = False) -> list[str]:
@@ -91,25 +92,35 @@ class Runtime:
         )
 
     def wait(self, container_id: str, timeout: float | None = None) -> int:
-        """Wait for the container process to exit; its status, 128+N for signal N."""
+        """Wait for the container process to exit; its status, 128+N for signal N.
+
+        As with runc, only the process that created the container is its parent and
+        can collect the status; from any other process this raises ``StateError``
+        once the container has stopped.
+        """
         state = self.store.load(container_id)
-        if state.status is Status.CREATING:
+        if state.status == Status.CREATING:
             raise StateError(f"container {container_id!r} is still being created")
-        if state.pid and not wait_gone(state.pid, timeout, state.init_start_time):
-            raise TimeoutError(f"container {container_id!r} still running after {timeout}s")
-        state_dir = self.store.dir(container_id)
-        record = None
-
-        def recorded() -> bool:
-            nonlocal record
-            record = read_exit(state_dir)
-            return record is not None
-
-        if not poll_until(recorded, EXIT_RECORD_TIMEOUT) or record is None:
-            raise StateError(f"container {container_id!r} exited but its status was not recorded")
-        if record.get("signal"):
-            return 128 + int(record["signal"])
-        return int(record.get("exit_code") or 0)
+        if not state.pid:
+            raise StateError(f"container {container_id!r} has no process")
+        try:
+            waited, status = os.waitpid(state.pid, os.WNOHANG)
+        except ChildProcessError:
+            if not wait_gone(state.pid, timeout, state.init_start_time):
+                raise TimeoutError(
+                    f"container {container_id!r} still running after {timeout}s"
+                ) from None
+            raise StateError(
+                f"container {container_id!r} has stopped; its exit status went to the process "
+                "that created it"
+            ) from None
+        if waited == 0:
+            if not wait_gone(state.pid, timeout, state.init_start_time):
+                raise TimeoutError(f"container {container_id!r} still running after {timeout}s")
+            _, status = os.waitpid(state.pid, 0)
+        if os.WIFSIGNALED(status):
+            return 128 + os.WTERMSIG(status)
+        return os.WEXITSTATUS(status)
 
     def run(
         self,

@@ -7,8 +7,9 @@ socket) and the hostname.
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION = "1.1.0"
 """The runtime-spec version this runtime implements and writes into new configs."""
@@ -126,7 +127,9 @@ def default_spec(args: list[str] | None = None, *, rootless: bool = False) -> di
     ``rootless`` adds a user namespace mapping the caller's uid and gid to root, as
     ``runc spec --rootless`` does, and drops the network namespace's sysfs mount.
     """
-    spec = copy.deepcopy(_DEFAULT_SPEC)
+    from . import _lite
+
+    spec: dict[str, Any] = _lite.loads(_lite.dumps(_DEFAULT_SPEC))  # a deep copy
     if args is not None:
         spec["process"]["args"] = list(args)
     if rootless:

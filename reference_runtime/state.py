@@ -1,39 +1,39 @@
 """Container status, the saved state, and how it is refreshed from the kernel.
 
 Each container has a directory ``ROOT/ID`` holding ``state.json`` (written atomically),
-a copy of the config it was created from, the start socket while it is ``created``,
-and ``exit.json`` once its monitor has reaped the container process.
+a copy of the config it was created from, and the start socket while it is
+``created``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import fcntl
-import json
 import os
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
+from . import _lite
 from .errors import ContainerNotFoundError, StateError
 from .spec import OCI_VERSION
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from dataclasses import dataclass, field
+    from typing import Any
+else:
+    from ._lite import dataclass, field
+
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
-EXIT_FILE = "exit.json"
 START_SOCKET = "start.sock"
-LOCK_FILE = ".lock"
 
 
-class Status(enum.StrEnum):
-    """The runtime-spec statuses, with the verbs each allows."""
+class Status(_lite.StrChoice):
+    """A runtime-spec status (``Status.CREATED`` ...), with the verbs each allows."""
 
-    CREATING = "creating"
-    CREATED = "created"
-    RUNNING = "running"
-    STOPPED = "stopped"
+    CREATING: Status
+    CREATED: Status
+    RUNNING: Status
+    STOPPED: Status
 
     def can_start(self) -> bool:
         return self is Status.CREATED
@@ -51,6 +51,9 @@ class Status(enum.StrEnum):
         return self in (Status.CREATED, Status.RUNNING)
 
 
+Status._define(CREATING="creating", CREATED="created", RUNNING="running", STOPPED="stopped")
+
+
 @dataclass
 class State:
     """What ``state.json`` holds: the spec's state plus what the runtime needs."""
@@ -65,17 +68,18 @@ class State:
     owner: int = 0
     # private fields: not part of the spec's state output
     init_start_time: int = 0
-    monitor_pid: int = 0
     creator_pid: int = 0
     cgroup: dict[str, Any] = field(default_factory=dict)
     rootfs: str = ""
+    poststart: list[dict[str, Any]] = field(default_factory=list)
+    poststop: list[dict[str, Any]] = field(default_factory=list)
 
     def spec_state(self) -> dict[str, Any]:
         """The state document of runtime-spec ``runtime.md``."""
         out: dict[str, Any] = {
             "ociVersion": self.oci_version,
             "id": self.id,
-            "status": self.status.value,
+            "status": str(self.status),
             "bundle": self.bundle,
         }
         if self.status in (Status.CREATED, Status.RUNNING):
@@ -87,9 +91,9 @@ class State:
         return out
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["status"] = self.status.value
-        return json.dumps(data, indent=2)
+        data = _lite.asdict(self)
+        data["status"] = str(self.status)
+        return _lite.dumps(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> State:
@@ -102,19 +106,20 @@ class StateStore:
     """The state root directory (``--root``), one subdirectory per container."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root)
+        self.root = os.fspath(root)
 
-    def dir(self, container_id: str) -> Path:
-        return self.root / container_id
+    def dir(self, container_id: str) -> str:
+        return os.path.join(self.root, container_id)
 
     def exists(self, container_id: str) -> bool:
-        return (self.dir(container_id) / STATE_FILE).exists()
+        return os.path.exists(os.path.join(self.root, container_id, STATE_FILE))
 
     def load(self, container_id: str) -> State:
         __tracebackhide__ = True
-        path = self.dir(container_id) / STATE_FILE
+        path = os.path.join(self.root, container_id, STATE_FILE)
         try:
-            data = json.loads(path.read_text())
+            with open(path, "rb") as f:
+                data = _lite.loads(f.read())
         except FileNotFoundError:
             raise ContainerNotFoundError(f"container {container_id!r} does not exist") from None
         except (OSError, ValueError) as exc:
@@ -122,29 +127,42 @@ class StateStore:
         return State.from_dict(data)
 
     def save(self, state: State) -> None:
-        path = self.dir(state.id) / STATE_FILE
-        tmp = path.with_name(STATE_FILE + ".tmp")
-        tmp.write_text(state.to_json())
+        path = os.path.join(self.root, state.id, STATE_FILE)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(state.to_json())
         os.replace(tmp, path)
 
     def ids(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.root.iterdir() if (p / STATE_FILE).exists())
+            names = os.listdir(self.root)
         except FileNotFoundError:
             return []
+        return sorted(n for n in names if os.path.exists(os.path.join(self.root, n, STATE_FILE)))
 
-    @contextlib.contextmanager
-    def locked(self, container_id: str) -> Iterator[None]:
+    def locked(self, container_id: str) -> AbstractContextManager[None]:
         """Hold the container's lock for one verb (refresh -> check -> act -> save)."""
+        return _Lock(os.path.join(self.root, container_id), container_id)
+
+
+class _Lock:
+    def __init__(self, path: str, container_id: str) -> None:
+        self.path = path
+        self.container_id = container_id
+        self.fd = -1
+
+    def __enter__(self) -> None:
         try:
-            fd = os.open(self.dir(container_id) / LOCK_FILE, os.O_RDWR | os.O_CLOEXEC)
+            # flock on the state directory itself: no lock file to create
+            self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise ContainerNotFoundError(f"container {container_id!r} does not exist") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+            raise ContainerNotFoundError(
+                f"container {self.container_id!r} does not exist"
+            ) from None
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 def process_start_time(pid: int) -> int | None:
@@ -173,7 +191,7 @@ def refresh(state: State) -> State:
     if state.status in (Status.CREATED, Status.RUNNING):
         if not process_alive(state.pid, state.init_start_time):
             state.status = Status.STOPPED
-    elif state.status is Status.CREATING:
+    elif state.status == Status.CREATING:
         # A create that died half way leaves "creating" behind; once its creator is
         # gone the container can only be deleted.
         creator_alive = state.creator_pid and process_start_time(state.creator_pid) is not None
@@ -182,10 +200,15 @@ def refresh(state: State) -> State:
     return state
 
 
-def read_exit(state_dir: Path) -> dict[str, Any] | None:
-    """The monitor's record of how the container process ended, if written yet."""
+def remove_state_dir(path: str) -> None:
+    """Remove a container's (flat) state directory; gone already is fine."""
     try:
-        data: dict[str, Any] = json.loads((state_dir / EXIT_FILE).read_text())
-        return data
-    except (FileNotFoundError, ValueError):
-        return None
+        names = os.listdir(path)
+    except FileNotFoundError:  # already removed
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:  # removed meanwhile
+            pass
+    os.rmdir(path)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import select
 import time
-from collections.abc import Callable
 
 from .state import process_start_time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def wait_gone(pid: int, timeout: float | None, start_time: int | None = None) -> bool:
@@ -27,6 +30,15 @@ def wait_gone(pid: int, timeout: float | None, start_time: int | None = None) ->
         return bool(ready)
     finally:
         os.close(pidfd)
+
+
+def reap_if_child(pid: int) -> int | None:
+    """Collect ``pid``'s wait status if it is our exited child; None otherwise."""
+    try:
+        waited, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child, or already reaped
+        return None
+    return status if waited == pid else None
 
 
 def poll_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.002) -> bool:

@@ -9,11 +9,19 @@ table-testable without a kernel and keeps every host write in one place.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol
-
 from reference_runtime.cgroups.layout import Layout
 from reference_runtime.cgroups.values import Write
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    # The protocol is checked statically; at run time it is a plain documented base,
+    # which spares the CLI importing ``typing``.
+    Protocol = object
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class Controller(Protocol):

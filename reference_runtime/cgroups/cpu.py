@@ -11,12 +11,14 @@ and crun do; a period that is given must be positive.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from reference_runtime.cgroups.layout import Layout
 from reference_runtime.cgroups.values import Write, optional_int, section
 from reference_runtime.errors import ConfigError, UnsupportedError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 NAME = "cpu"
 

@@ -10,27 +10,34 @@ is applied. v2 fills in effective values by itself.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
-from typing import Any
 
 from reference_runtime.cgroups import fs
 from reference_runtime.cgroups.layout import Layout
 from reference_runtime.cgroups.values import Write, optional_str, section
 from reference_runtime.errors import ConfigError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
 NAME = "cpuset"
 
 CPUS = "cpuset.cpus"
 MEMS = "cpuset.mems"
 
-_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+def _is_item(item: str) -> bool:
+    """``N`` or ``N-M`` in decimal digits."""
+    low, dash, high = item.partition("-")
+    return low.isdigit() and low.isascii() and (not dash or (high.isdigit() and high.isascii()))
 
 
 def check_list(text: str, where: str) -> None:
     """Raise ConfigError unless ``text`` is a kernel list such as ``"0-3,6,8-9"``."""
     __tracebackhide__ = True
-    if not _LIST.match(text):
+    items = text.split(",")
+    if not all(_is_item(item) for item in items):
         raise ConfigError(f'linux.resources.cpu.{where} must look like "0-3,6", got {text!r}')
     for item in text.split(","):
         low, _, high = item.partition("-")

@@ -14,13 +14,17 @@ report the requirement as not met instead of passing it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
-
 from reference_runtime.cgroups.layout import Layout
 from reference_runtime.cgroups.values import PREFIX, Write
 from reference_runtime.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from dataclasses import dataclass
+    from typing import Any
+else:
+    from reference_runtime._lite import dataclass
 
 NAME = "devices"
 ENFORCED_ON_V2 = False
@@ -81,7 +85,7 @@ def parse_rule(rule: Any, index: int) -> DeviceRule:
     """Turn one ``linux.resources.devices[i]`` object into a :class:`DeviceRule`."""
     __tracebackhide__ = True
     where = f"{PREFIX}.devices[{index}]"
-    if not isinstance(rule, Mapping):
+    if not isinstance(rule, dict):
         raise ConfigError(f"{where} must be an object, got {rule!r}")
     allow = rule.get("allow")
     if not isinstance(allow, bool):
@@ -103,7 +107,7 @@ def parse_rules(resources: Mapping[str, Any]) -> list[DeviceRule]:
     rules = resources.get("devices")
     if rules is None:
         return []
-    if not isinstance(rules, Sequence) or isinstance(rules, str):
+    if not isinstance(rules, (list, tuple)):
         raise ConfigError(f"{PREFIX}.devices must be a list, got {rules!r}")
     return [parse_rule(rule, i) for i, rule in enumerate(rules)]
 

@@ -9,13 +9,14 @@ instead, because which files exist depends on the kernel and its configuration.
 
 from __future__ import annotations
 
+import _signal
 import errno
 import os
-import signal
 
 from reference_runtime.errors import CgroupError
 
 PROCS_FILE = "cgroup.procs"
+TASKS_FILE = "tasks"  # v1 only: moves one thread
 """The file listing (and, when written, admitting) the processes of a cgroup."""
 
 
@@ -139,7 +140,7 @@ def kill(pid: int) -> None:
     """Send SIGKILL to ``pid``; a process that already exited is not an error."""
     __tracebackhide__ = True
     try:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, _signal.SIGKILL)
     except ProcessLookupError:
         # Already gone (ESRCH): it exited between reading cgroup.procs and now.
         pass

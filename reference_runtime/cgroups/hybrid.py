@@ -8,10 +8,7 @@ both hierarchies, can be listed from either, and are killed at once with ``cgrou
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from typing import Any
-
+from reference_runtime import _lite
 from reference_runtime.cgroups.layout import CgroupMounts, Layout
 from reference_runtime.cgroups.saved import FORMAT_VERSION, check_saved
 from reference_runtime.cgroups.stats import CgroupStats
@@ -19,6 +16,11 @@ from reference_runtime.cgroups.v1 import V1Manager
 from reference_runtime.cgroups.v2 import V2Manager
 from reference_runtime.cgroups.validate import validate_resources
 from reference_runtime.errors import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
 class HybridManager:
@@ -84,6 +86,15 @@ class HybridManager:
         self.v1.add(pid)
         self.unified.add(pid)
 
+    def join_self_v1(self) -> None:
+        self.v1.join_self_v1()
+
+    def v2_directory(self) -> str | None:
+        return self.unified.v2_directory()
+
+    def add_v2(self, pid: int) -> None:
+        self.unified.add(pid)
+
     def pids(self) -> list[int]:
         """Return the PIDs in the cgroup (either half) and its sub-cgroups, sorted."""
         return sorted(set(self.v1.pids()) | set(self.unified.pids()))
@@ -93,7 +104,7 @@ class HybridManager:
         stats = self.v1.stats()
         if stats.cpu_usage_usec is None:
             usage = self.unified.stats().cpu_usage_usec
-            stats = dataclasses.replace(stats, cpu_usage_usec=usage)
+            stats = _lite.replace(stats, cpu_usage_usec=usage)
         return stats
 
     def paths(self) -> dict[str, str]:
@@ -121,6 +132,6 @@ class HybridManager:
         """Rebuild a manager saved by :meth:`to_dict` (in this or another process)."""
         __tracebackhide__ = True
         check_saved(d, Layout.HYBRID)
-        if not isinstance(d.get("v1"), Mapping) or not isinstance(d.get("unified"), Mapping):
+        if not isinstance(d.get("v1"), dict) or not isinstance(d.get("unified"), dict):
             raise CgroupError(f"saved hybrid cgroup state lacks its v1 or unified half: {d!r}")
         return cls(V1Manager.from_dict(d["v1"]), V2Manager.from_dict(d["unified"]))

@@ -9,11 +9,14 @@ with no controllers of its own).
 
 from __future__ import annotations
 
-import enum
-import re
-from dataclasses import dataclass, field
-
+from reference_runtime._lite import StrChoice
 from reference_runtime.errors import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dataclasses import dataclass, field
+else:
+    from reference_runtime._lite import dataclass, field
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -22,18 +25,22 @@ _V1_GENERIC_OPTIONS = frozenset(
     {"rw", "ro", "nosuid", "nodev", "noexec", "relatime", "noatime", "nodiratime", "clone_children"}
 )
 _V1_IGNORED_OPTION_PREFIXES = ("release_agent=", "xattr", "noprefix", "cpuset_v2_mode")
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-class Layout(enum.Enum):
-    """The cgroup layout of a host."""
+class Layout(StrChoice):
+    """The cgroup layout of a host: ``Layout.V1``, ``Layout.V2`` or ``Layout.HYBRID``.
 
-    V1 = "v1"
-    """Only v1 hierarchies: one mount per controller or group of co-mounted controllers."""
-    V2 = "v2"
-    """Only the unified (cgroup2) hierarchy."""
-    HYBRID = "hybrid"
-    """v1 controllers plus a cgroup2 mount used only to track processes."""
+    V1: only v1 hierarchies, one mount per controller or group of co-mounted
+    controllers. V2: only the unified (cgroup2) hierarchy. HYBRID: v1 controllers plus
+    a cgroup2 mount used only to track processes.
+    """
+
+    V1: Layout
+    V2: Layout
+    HYBRID: Layout
+
+
+Layout._define(V1="v1", V2="v2", HYBRID="hybrid")
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,19 @@ class CgroupMounts:
 
 def _unescape(text: str) -> str:
     """Undo mountinfo's octal escapes (``\\040`` is a space)."""
-    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+    if "\\" not in text:
+        return text
+    out = []
+    i = 0
+    while i < len(text):
+        code = text[i + 1 : i + 4]
+        if text[i] == "\\" and len(code) == 3 and all(c in "01234567" for c in code):
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def _v1_controllers(super_options: str) -> tuple[str, ...]:

@@ -17,9 +17,6 @@ implementation. The lifecycle, and who releases what:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Protocol, Self
-
 from reference_runtime.cgroups.hybrid import HybridManager
 from reference_runtime.cgroups.layout import CgroupMounts, Layout, discover_mounts, layout_of
 from reference_runtime.cgroups.saved import saved_layout
@@ -27,6 +24,17 @@ from reference_runtime.cgroups.stats import CgroupStats
 from reference_runtime.cgroups.tree import normalize_path
 from reference_runtime.cgroups.v1 import V1Manager
 from reference_runtime.cgroups.v2 import V2Manager
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Protocol, Self
+else:
+    # The protocol is checked statically; at run time it is a plain documented base,
+    # which spares the CLI importing ``typing``.
+    Protocol = object
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class CgroupManager(Protocol):
@@ -70,7 +78,28 @@ class CgroupManager(Protocol):
         ...
 
     def add(self, pid: int) -> None:
-        """Move process ``pid`` (and its threads) into the cgroup in every hierarchy."""
+        """Move process ``pid`` (and its threads) into the cgroup in every hierarchy.
+
+        Moving another process takes the kernel's global threadgroup lock, whose first
+        writer after a quiet spell waits for an RCU grace period (~10 ms here). The
+        runtime avoids that on its fast path with ``join_self_v1`` and
+        ``v2_directory`` (CLONE_INTO_CGROUP).
+        """
+        ...
+
+    def join_self_v1(self) -> None:
+        """Move the calling process, which must be single-threaded, into every v1
+        hierarchy by writing ``0`` to ``tasks``: moving only the current thread skips
+        the global lock. Does nothing on v2."""
+        ...
+
+    def v2_directory(self) -> str | None:
+        """The cgroup2 directory a child can be cloned straight into
+        (``clone3(CLONE_INTO_CGROUP)``), or None on a v1-only host."""
+        ...
+
+    def add_v2(self, pid: int) -> None:
+        """Move ``pid`` into the cgroup2 half only (after ``join_self_v1`` did v1)."""
         ...
 
     def pids(self) -> list[int]:

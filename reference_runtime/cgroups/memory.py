@@ -8,8 +8,6 @@ means unlimited (v2 ``max``) and 0 means "not set", as in runc.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from reference_runtime.cgroups import fs
 from reference_runtime.cgroups.layout import Layout
@@ -20,6 +18,11 @@ from reference_runtime.cgroups.values import (
     section,
 )
 from reference_runtime.errors import ConfigError, UnsupportedError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 NAME = "memory"
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from reference_runtime.cgroups.layout import Layout
 from reference_runtime.cgroups.values import Write, optional_int, section
 from reference_runtime.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 NAME = "pids"
 MAX_FILE = "pids.max"
@@ -26,7 +28,7 @@ def validate(resources: Mapping[str, Any], layout: Layout | None = None) -> None
 def wants(resources: Mapping[str, Any]) -> bool:
     """Return whether a pids limit is configured."""
     pids = resources.get("pids")
-    return isinstance(pids, Mapping) and pids.get("limit") is not None
+    return isinstance(pids, dict) and pids.get("limit") is not None
 
 
 def max_value(limit: int) -> str:

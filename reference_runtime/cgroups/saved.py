@@ -8,11 +8,13 @@ mount points and the directories that were made.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from reference_runtime.cgroups.layout import Layout
 from reference_runtime.errors import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 FORMAT_VERSION = 1
 """Bumped when the saved form changes incompatibly."""
@@ -21,7 +23,7 @@ FORMAT_VERSION = 1
 def check_saved(d: Mapping[str, Any], layout: Layout) -> None:
     """Raise CgroupError unless ``d`` is a saved manager of ``layout`` in a known format."""
     __tracebackhide__ = True
-    if not isinstance(d, Mapping) or d.get("version") != FORMAT_VERSION:
+    if not isinstance(d, dict) or d.get("version") != FORMAT_VERSION:
         raise CgroupError(f"saved cgroup state has an unknown format: {d!r}")
     if d.get("layout") != layout.value:
         raise CgroupError(

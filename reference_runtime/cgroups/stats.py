@@ -8,10 +8,15 @@ file or line gives ``None`` instead of an error.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from reference_runtime.cgroups import fs
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from dataclasses import dataclass
+else:
+    from reference_runtime._lite import dataclass
 
 # v1 reports "no limit" as LONG_MAX rounded down to a page (9223372036854771712); any
 # limit this large (4 EiB) is effectively none and is reported as -1 like v2's "max".

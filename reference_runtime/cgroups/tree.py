@@ -10,10 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
 
 from reference_runtime.cgroups import fs
 from reference_runtime.errors import CgroupError, ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
 
 KILL_TIMEOUT = 5.0
 """Seconds destroy waits for killed processes to leave a cgroup."""

@@ -9,8 +9,6 @@ directory. Limits go to the hierarchy that carries their controller.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from reference_runtime.cgroups import cpuset, fs, tree
 from reference_runtime.cgroups.layout import CgroupMounts, Layout
@@ -18,6 +16,11 @@ from reference_runtime.cgroups.saved import FORMAT_VERSION, check_saved
 from reference_runtime.cgroups.stats import CgroupStats, read_v1
 from reference_runtime.cgroups.validate import CONTROLLERS, validate_resources
 from reference_runtime.errors import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
 class V1Manager:
@@ -141,6 +144,18 @@ class V1Manager:
         __tracebackhide__ = True
         for leaf in self._leaves().values():
             fs.write_file(leaf, fs.PROCS_FILE, pid)
+
+    def join_self_v1(self) -> None:
+        """Move the calling single-threaded process in by writing 0 to each ``tasks``."""
+        __tracebackhide__ = True
+        for leaf in self._leaves().values():
+            fs.write_file(leaf, fs.TASKS_FILE, 0)
+
+    def v2_directory(self) -> str | None:
+        return None
+
+    def add_v2(self, pid: int) -> None:
+        """No cgroup2 half on a v1 host."""
 
     def pids(self) -> list[int]:
         """Return the PIDs in the cgroup and its sub-cgroups, in any hierarchy, sorted."""

@@ -12,8 +12,6 @@ Device rules are not enforced on v2 (they need an eBPF program); see :mod:`.devi
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
 
 from reference_runtime.cgroups import devices, fs, tree
 from reference_runtime.cgroups.layout import CgroupMounts, Layout
@@ -21,6 +19,11 @@ from reference_runtime.cgroups.saved import FORMAT_VERSION, check_saved
 from reference_runtime.cgroups.stats import CgroupStats, read_v2
 from reference_runtime.cgroups.validate import CONTROLLERS, validate_resources
 from reference_runtime.errors import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 CONTROLLERS_FILE = "cgroup.controllers"
 SUBTREE_CONTROL = "cgroup.subtree_control"
@@ -133,6 +136,15 @@ class V2Manager:
     def add(self, pid: int) -> None:
         """Move process ``pid`` into the cgroup."""
         fs.write_file(self.directory, fs.PROCS_FILE, pid)
+
+    def join_self_v1(self) -> None:
+        """No v1 hierarchies on a v2 host."""
+
+    def v2_directory(self) -> str | None:
+        return self.directory
+
+    def add_v2(self, pid: int) -> None:
+        self.add(pid)
 
     def pids(self) -> list[int]:
         """Return the PIDs in the cgroup and its sub-cgroups, sorted."""

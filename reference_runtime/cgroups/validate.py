@@ -9,14 +9,15 @@ limit is never silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from reference_runtime.cgroups import cpu, cpuset, devices, memory, pids
 from reference_runtime.cgroups.controller import Controller
 from reference_runtime.cgroups.layout import Layout
 from reference_runtime.cgroups.values import PREFIX
 from reference_runtime.errors import ConfigError, UnsupportedError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CONTROLLERS: tuple[Controller, ...] = (memory, pids, cpu, cpuset, devices)
 """Every controller module, in the order their limits are applied."""
@@ -35,7 +36,7 @@ def validate_resources(resources: Any, layout: Layout | None = None) -> None:
     __tracebackhide__ = True
     if resources is None:
         return
-    if not isinstance(resources, Mapping):
+    if not isinstance(resources, dict):
         raise ConfigError(f"{PREFIX} must be an object, got {resources!r}")
     for controller in CONTROLLERS:
         controller.validate(resources, layout)

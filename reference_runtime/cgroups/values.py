@@ -6,10 +6,12 @@ has the same shape: the field's full JSON path, what it must be, and what it was
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from reference_runtime.errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 PREFIX = "linux.resources"
 
@@ -23,7 +25,7 @@ def section(resources: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
     value = resources.get(key)
     if value is None:
         return None
-    if not isinstance(value, Mapping):
+    if not isinstance(value, dict):
         raise ConfigError(f"{PREFIX}.{key} must be an object, got {value!r}")
     return value
 
