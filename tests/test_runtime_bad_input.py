@@ -21,16 +21,19 @@ CLI = [sys.executable, "-m", "reference_runtime.cli"]
 CID = f"bad-input-{os.getpid()}"
 
 
-def _host_snapshot() -> dict[str, Any]:
-    """What a failed create could leak: cgroups, mounts, and our own child processes."""
-    cgroups = sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/reference-runtime-*"))
-    cgroups += sorted(str(p) for p in Path("/sys/fs/cgroup").glob("reference-runtime-*"))
+def _host_snapshot(cid: str = CID) -> dict[str, Any]:
+    """What a failed create of ``cid`` could leak: its cgroups, mounts of its bundle or
+    state, and our own child processes (other xdist workers make their own)."""
+    root = Path("/sys/fs/cgroup")
+    cgroups = sorted(str(p) for p in root.glob(f"*/reference-runtime-{cid}"))
+    cgroups += sorted(str(p) for p in root.glob(f"reference-runtime-{cid}"))
+    mounts = [
+        m
+        for m in Path("/proc/self/mounts").read_text().splitlines()
+        if "/pytest-of-" in m or cid in m
+    ]
     children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
-    return {
-        "cgroups": cgroups,
-        "mounts": Path("/proc/self/mounts").read_text(),
-        "children": children,
-    }
+    return {"cgroups": cgroups, "mounts": mounts, "children": children}
 
 
 def _run_cli(root: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
