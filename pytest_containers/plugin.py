@@ -19,6 +19,7 @@ pytest_plugins = [
     "pytest_containers.cgroups",
     "pytest_containers.netns",
     "pytest_containers.leaks",
+    "pytest_containers.runtime",
 ]
 
 LEDGER_KEY = pytest.StashKey[Ledger]()

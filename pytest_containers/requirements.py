@@ -265,7 +265,8 @@ class ResultCollector:
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        ids = tuple(dict(report.user_properties).get("requirements", ()))
+        listed: Any = dict(report.user_properties).get("requirements", ())
+        ids = tuple(str(rid) for rid in listed)
         if not ids:
             return
         if report.when != "call" and not (report.failed or report.skipped):

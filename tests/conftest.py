@@ -50,7 +50,7 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
 
 
 @pytest.fixture
-def bundle(tmp_path: Path) -> Callable[..., Path]:
+def busybox_bundle(tmp_path: Path) -> Callable[..., Path]:
     """A factory of busybox bundles: ``bundle(["sh", "-c", "..."], **top_level_overrides)``.
 
     ``edit`` is an optional callable that changes the config dict in place.

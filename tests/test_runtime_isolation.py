@@ -13,8 +13,12 @@ import pytest
 pytestmark = pytest.mark.needs_root
 
 
-def test_pid_namespace_makes_the_program_pid_1_and_hides_host_processes(bundle, run_capture):
-    code, out = run_capture(bundle(["sh", "-c", "echo pid=$$; ls /proc | grep -c '^[0-9]'"]))
+def test_pid_namespace_makes_the_program_pid_1_and_hides_host_processes(
+    busybox_bundle, run_capture
+):
+    code, out = run_capture(
+        busybox_bundle(["sh", "-c", "echo pid=$$; ls /proc | grep -c '^[0-9]'"])
+    )
     assert code == 0, out
     lines = out.split()
     assert lines[0] == "pid=1"
@@ -22,10 +26,10 @@ def test_pid_namespace_makes_the_program_pid_1_and_hides_host_processes(bundle, 
     assert int(lines[1]) <= 3, out
 
 
-def test_hostname_and_domainname_are_private(bundle, run_capture):
+def test_hostname_and_domainname_are_private(busybox_bundle, run_capture):
     host_before = socket.gethostname()
     code, out = run_capture(
-        bundle(
+        busybox_bundle(
             ["sh", "-c", "hostname; cat /proc/sys/kernel/domainname"],
             hostname="box-1",
             domainname="example.test",
@@ -36,9 +40,9 @@ def test_hostname_and_domainname_are_private(bundle, run_capture):
     assert socket.gethostname() == host_before
 
 
-def test_network_namespace_has_only_loopback_and_it_is_up(bundle, run_capture):
+def test_network_namespace_has_only_loopback_and_it_is_up(busybox_bundle, run_capture):
     code, out = run_capture(
-        bundle(
+        busybox_bundle(
             [
                 "sh",
                 "-c",
@@ -51,20 +55,20 @@ def test_network_namespace_has_only_loopback_and_it_is_up(bundle, run_capture):
     assert words[0] == "lo" and words[1] in ("unknown", "up"), out
 
 
-def test_host_loopback_service_is_unreachable_from_the_container(bundle, run_capture):
+def test_host_loopback_service_is_unreachable_from_the_container(busybox_bundle, run_capture):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         port = server.getsockname()[1]
         _code, out = run_capture(
-            bundle(
+            busybox_bundle(
                 ["sh", "-c", f"echo hi | nc -w 1 127.0.0.1 {port} && echo reached || echo refused"]
             )
         )
     assert "refused" in out and "reached" not in out, out
 
 
-def test_mounts_are_private_both_ways(bundle, run_capture, tmp_path):
+def test_mounts_are_private_both_ways(busybox_bundle, run_capture, tmp_path):
     host_mounts_before = Path("/proc/self/mounts").read_text()
 
     def admin(config: dict[str, Any]) -> None:
@@ -72,7 +76,7 @@ def test_mounts_are_private_both_ways(bundle, run_capture, tmp_path):
             config["process"]["capabilities"][name].append("CAP_SYS_ADMIN")
 
     code, out = run_capture(
-        bundle(
+        busybox_bundle(
             ["sh", "-c", "mount -t tmpfs none /tmp && touch /tmp/inside && cat /proc/mounts"],
             edit=admin,
         )
@@ -85,12 +89,12 @@ def test_mounts_are_private_both_ways(bundle, run_capture, tmp_path):
     assert "/work" not in out and "/root" not in out
 
 
-def test_ipc_namespace_hides_host_sysv_objects(bundle, run_capture):
+def test_ipc_namespace_hides_host_sysv_objects(busybox_bundle, run_capture):
     key = 0x5EC0DE
     subprocess.run(["ipcmk", "-Q", "-p", "0600", "-K", str(key)], check=False, capture_output=True)
     made = subprocess.run(["ipcs", "-q"], capture_output=True, text=True).stdout
     try:
-        code, out = run_capture(bundle(["sh", "-c", "cat /proc/sysvipc/msg | wc -l"]))
+        code, out = run_capture(busybox_bundle(["sh", "-c", "cat /proc/sysvipc/msg | wc -l"]))
         assert code == 0, out
         assert out.split() == ["1"], out  # header line only
     finally:
@@ -100,7 +104,7 @@ def test_ipc_namespace_hides_host_sysv_objects(bundle, run_capture):
                 subprocess.run(["ipcrm", "-q", parts[1]], check=False)
 
 
-def test_user_namespace_maps_ids(bundle, run_capture, tmp_path):
+def test_user_namespace_maps_ids(busybox_bundle, run_capture, tmp_path):
     def edit(config: dict[str, Any]) -> None:
         linux = config["linux"]
         linux["namespaces"].append({"type": "user"})
@@ -118,7 +122,7 @@ def test_user_namespace_maps_ids(bundle, run_capture, tmp_path):
         ]
 
     code, out = run_capture(
-        bundle(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u"], edit=edit)
+        busybox_bundle(["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u"], edit=edit)
     )
     assert code == 0, out
     rows = [line.split() for line in out.strip().splitlines()]
@@ -127,14 +131,14 @@ def test_user_namespace_maps_ids(bundle, run_capture, tmp_path):
     assert rows[-1] == ["0"]
 
 
-def test_cgroup_namespace_shows_the_container_cgroup_as_root(bundle, run_capture):
-    code, out = run_capture(bundle(["sh", "-c", "cat /proc/self/cgroup"]))
+def test_cgroup_namespace_shows_the_container_cgroup_as_root(busybox_bundle, run_capture):
+    code, out = run_capture(busybox_bundle(["sh", "-c", "cat /proc/self/cgroup"]))
     assert code == 0, out
     for line in out.strip().splitlines():
         assert line.endswith(":/"), out
 
 
-def test_joining_a_network_namespace_by_path(bundle, run_capture):
+def test_joining_a_network_namespace_by_path(busybox_bundle, run_capture):
     name = f"rr-join-{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
@@ -148,26 +152,26 @@ def test_joining_a_network_namespace_by_path(bundle, run_capture):
                 if ns["type"] == "network":
                     ns["path"] = f"/run/netns/{name}"
 
-        code, out = run_capture(bundle(["ls", "/sys/class/net"], edit=edit))
+        code, out = run_capture(busybox_bundle(["ls", "/sys/class/net"], edit=edit))
         assert code == 0, out
         assert "dummy7" in out.split()
     finally:
         subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
-def test_memory_limit_oom_kills_a_process_allocating_past_it(bundle, run_capture):
+def test_memory_limit_oom_kills_a_process_allocating_past_it(busybox_bundle, run_capture):
     def limit(config: dict[str, Any]) -> None:
         config["linux"]["resources"]["memory"] = {"limit": 32 << 20}
 
     script = "dd if=/dev/zero of=/dev/null bs={}M count=1 && echo survived"
-    code, out = run_capture(bundle(["sh", "-c", script.format(8)], edit=limit))
+    code, out = run_capture(busybox_bundle(["sh", "-c", script.format(8)], edit=limit))
     assert code == 0 and "survived" in out, out
-    code, out = run_capture(bundle(["sh", "-c", script.format(64)], edit=limit))
+    code, out = run_capture(busybox_bundle(["sh", "-c", script.format(64)], edit=limit))
     assert "survived" not in out, out
     assert "Killed" in out or code != 0, out
 
 
-def test_pids_limit_stops_forks(bundle, run_capture):
+def test_pids_limit_stops_forks(busybox_bundle, run_capture):
     def limit(config: dict[str, Any]) -> None:
         config["linux"]["resources"]["pids"] = {"limit": 8}
 
@@ -177,28 +181,28 @@ def test_pids_limit_stops_forks(bundle, run_capture):
         'sh -c "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 5 & done" 2>/dev/null;'
         " set -- /proc/[0-9]*; echo procs=$#; kill -9 -1"
     )
-    _, out = run_capture(bundle(["sh", "-c", script], edit=limit))
+    _, out = run_capture(busybox_bundle(["sh", "-c", script], edit=limit))
     limited = int(out.split("procs=")[1].split()[0])
     assert 4 <= limited <= 8, out
-    _code, out = run_capture(bundle(["sh", "-c", script]))
+    _code, out = run_capture(busybox_bundle(["sh", "-c", script]))
     assert int(out.split("procs=")[1].split()[0]) == 13, out
 
 
-def test_readonly_root_masked_and_readonly_paths(bundle, run_capture):
+def test_readonly_root_masked_and_readonly_paths(busybox_bundle, run_capture):
     script = (
         "touch /x 2>/dev/null && echo root-rw || echo root-ro;"
         "cat /proc/kcore 2>/dev/null | head -c 1 | wc -c;"
         "(echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo sys-rw || echo sys-ro;"
         "(echo x > /tmp/ok) 2>/dev/null || echo tmp-ro"
     )
-    _code, out = run_capture(bundle(["sh", "-c", script]))
+    _code, out = run_capture(busybox_bundle(["sh", "-c", script]))
     words = out.split()
     assert words == ["root-ro", "0", "sys-ro", "tmp-ro"], out
 
 
-def test_minimal_dev(bundle, run_capture):
+def test_minimal_dev(busybox_bundle, run_capture):
     code, out = run_capture(
-        bundle(
+        busybox_bundle(
             ["sh", "-c", "ls /dev | sort | tr '\\n' ' '; echo; echo x > /dev/null && echo null-ok"]
         )
     )
@@ -221,7 +225,7 @@ def test_minimal_dev(bundle, run_capture):
     assert "null-ok" in out
 
 
-def test_process_settings(bundle, run_capture):
+def test_process_settings(busybox_bundle, run_capture):
     def edit(config: dict[str, Any]) -> None:
         proc = config["process"]
         proc["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [10, 20], "umask": 0o027}
@@ -237,7 +241,7 @@ def test_process_settings(bundle, run_capture):
         "id; echo $GREETING; pwd; umask; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj;"
         " grep -E '^(CapEff|NoNewPrivs)' /proc/self/status"
     )
-    code, out = run_capture(bundle(["sh", "-c", script], edit=edit))
+    code, out = run_capture(busybox_bundle(["sh", "-c", script], edit=edit))
     assert code == 0, out
     lines = out.strip().splitlines()
     assert lines[0].startswith("uid=1000 gid=1000 groups=10,20") or "groups=10,20" in lines[0], out
@@ -248,12 +252,12 @@ def test_process_settings(bundle, run_capture):
     assert caps["NoNewPrivs"] == "1"
 
 
-def test_sysctl_is_applied_inside_only(bundle, run_capture):
+def test_sysctl_is_applied_inside_only(busybox_bundle, run_capture):
     host = Path("/proc/sys/net/ipv4/ip_forward").read_text()
 
     def edit(config: dict[str, Any]) -> None:
         config["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1" if host.strip() == "0" else "0"}
 
-    _code, out = run_capture(bundle(["cat", "/proc/sys/net/ipv4/ip_forward"], edit=edit))
+    _code, out = run_capture(busybox_bundle(["cat", "/proc/sys/net/ipv4/ip_forward"], edit=edit))
     assert out.strip() != host.strip()
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == host

@@ -34,11 +34,11 @@ def _cgroup_dirs(cgroups_path: str) -> list[Path]:
 
 
 def test_create_does_not_run_the_program_until_start(
-    runtime, bundle, container_id, tmp_path, output
+    runtime, busybox_bundle, container_id, tmp_path, output
 ):
     marker = tmp_path / "ran"
     cid = container_id()
-    b = bundle(["sh", "-c", "touch /mnt/ran; sleep 30"], edit=_bind(tmp_path, "/mnt"))
+    b = busybox_bundle(["sh", "-c", "touch /mnt/ran; sleep 30"], edit=_bind(tmp_path, "/mnt"))
     out = output()
     state = runtime.create(cid, b, stdio=out.stdio)
     assert state.status is Status.CREATED
@@ -75,18 +75,18 @@ def _bind(host_dir: Path, dest: str) -> Any:
     return edit
 
 
-def test_exit_status_is_propagated(runtime, bundle, run_capture):
-    code, _ = run_capture(bundle(["sh", "-c", "exit 42"]))
+def test_exit_status_is_propagated(runtime, busybox_bundle, run_capture):
+    code, _ = run_capture(busybox_bundle(["sh", "-c", "exit 42"]))
     assert code == 42
 
 
-def test_signal_is_delivered_as_asked(runtime, bundle, container_id, tmp_path, output):
+def test_signal_is_delivered_as_asked(runtime, busybox_bundle, container_id, tmp_path, output):
     cid = container_id()
     script = (
         "trap 'echo got-USR1 > /mnt/sig; exit 0' USR1; echo ready > /mnt/ready;"
         " while true; do sleep 0.05; done"
     )
-    b = bundle(["sh", "-c", script], edit=_bind(tmp_path, "/mnt"))
+    b = busybox_bundle(["sh", "-c", script], edit=_bind(tmp_path, "/mnt"))
     runtime.create(cid, b, stdio=output().stdio)
     runtime.start(cid)
     _wait_for(tmp_path / "ready")
@@ -125,9 +125,9 @@ def _container_in(
 
 @pytest.mark.parametrize("status", list(_TABLE), ids=lambda s: s.value)
 @pytest.mark.parametrize("verb", ["start", "kill", "delete", "delete_force"])
-def test_every_verb_in_every_status(runtime, bundle, container_id, output, status, verb):
+def test_every_verb_in_every_status(runtime, busybox_bundle, container_id, output, status, verb):
     cid = container_id()
-    _container_in(runtime, status, cid, bundle(["sleep", "30"]), output().stdio)
+    _container_in(runtime, status, cid, busybox_bundle(["sleep", "30"]), output().stdio)
     assert runtime.state(cid).status is status
     allowed = _TABLE[status][verb]
     call = {
@@ -160,9 +160,9 @@ def test_unknown_id_is_an_error_for_every_verb(runtime):
             call()
 
 
-def test_delete_removes_every_trace(runtime, bundle, container_id, output):
+def test_delete_removes_every_trace(runtime, busybox_bundle, container_id, output):
     cid = container_id()
-    state = runtime.create(cid, bundle(["sleep", "30"]), stdio=output().stdio)
+    state = runtime.create(cid, busybox_bundle(["sleep", "30"]), stdio=output().stdio)
     runtime.start(cid)
     cgroup = f"/reference-runtime-{cid}"
     assert _cgroup_dirs(cgroup)
@@ -173,9 +173,9 @@ def test_delete_removes_every_trace(runtime, bundle, container_id, output):
     assert cid not in Path("/proc/self/mounts").read_text()
 
 
-def test_exec_runs_inside_the_container(runtime, bundle, container_id, output, tmp_path):
+def test_exec_runs_inside_the_container(runtime, busybox_bundle, container_id, output, tmp_path):
     cid = container_id()
-    runtime.create(cid, bundle(["sleep", "30"], hostname="exec-box"), stdio=output().stdio)
+    runtime.create(cid, busybox_bundle(["sleep", "30"], hostname="exec-box"), stdio=output().stdio)
     runtime.start(cid)
     out = output()
     code = runtime.exec(
@@ -194,7 +194,7 @@ def test_exec_runs_inside_the_container(runtime, bundle, container_id, output, t
 
 
 def test_hooks_run_at_their_stage_with_the_state_on_stdin(
-    runtime, bundle, container_id, tmp_path, output
+    runtime, busybox_bundle, container_id, tmp_path, output
 ):
     log = tmp_path / "hooks.log"
     script = tmp_path / "hook.sh"
@@ -208,7 +208,7 @@ def test_hooks_run_at_their_stage_with_the_state_on_stdin(
         }
 
     cid = container_id()
-    runtime.create(cid, bundle(["true"], edit=edit), stdio=output().stdio)
+    runtime.create(cid, busybox_bundle(["true"], edit=edit), stdio=output().stdio)
     runtime.start(cid)
     runtime.wait(cid, timeout=5)
     runtime.delete(cid)
@@ -227,31 +227,35 @@ def test_hooks_run_at_their_stage_with_the_state_on_stdin(
 
 
 def test_failing_create_runtime_hook_fails_create_and_leaves_nothing(
-    runtime, bundle, container_id, tmp_path
+    runtime, busybox_bundle, container_id, tmp_path
 ):
     def edit(config: dict[str, Any]) -> None:
         config["hooks"] = {"createRuntime": [{"path": "/bin/false"}]}
 
     cid = container_id()
     with pytest.raises(HookError, match="createRuntime hook /bin/false exited with status 1"):
-        runtime.create(cid, bundle(["true"], edit=edit))
+        runtime.create(cid, busybox_bundle(["true"], edit=edit))
     assert not (Path(runtime.root) / cid).exists()
     assert not _cgroup_dirs(f"/reference-runtime-{cid}")
 
 
-def test_pid_file_and_list(runtime, bundle, container_id, tmp_path, output):
+def test_pid_file_and_list(runtime, busybox_bundle, container_id, tmp_path, output):
     cid = container_id()
     pid_file = tmp_path / "pid"
-    state = runtime.create(cid, bundle(["sleep", "30"]), pid_file=pid_file, stdio=output().stdio)
+    state = runtime.create(
+        cid, busybox_bundle(["sleep", "30"]), pid_file=pid_file, stdio=output().stdio
+    )
     assert int(pid_file.read_text()) == state.pid
     assert [s.id for s in runtime.list()] == [cid]
     runtime.delete(cid, force=True)
     assert runtime.list() == []
 
 
-def test_program_not_found_fails_start_and_container_stops(runtime, bundle, container_id, output):
+def test_program_not_found_fails_start_and_container_stops(
+    runtime, busybox_bundle, container_id, output
+):
     cid = container_id()
-    runtime.create(cid, bundle(["/no/such/binary"]), stdio=output().stdio)
+    runtime.create(cid, busybox_bundle(["/no/such/binary"]), stdio=output().stdio)
     with pytest.raises(ProcessError, match="not found"):
         runtime.start(cid)
     runtime.wait(cid, timeout=5)
@@ -259,14 +263,14 @@ def test_program_not_found_fails_start_and_container_stops(runtime, bundle, cont
     runtime.delete(cid)
 
 
-def test_container_survives_its_creator_process(tmp_path, bundle, container_id):
+def test_container_survives_its_creator_process(tmp_path, busybox_bundle, container_id):
     """A container made by one process (a CLI `create`) is started and deleted by others."""
     import subprocess
     import sys
 
     root = tmp_path / "state"
     cid = container_id()
-    b = bundle(["sleep", "30"])
+    b = busybox_bundle(["sleep", "30"])
     args = [sys.executable, "-m", "reference_runtime.cli", "--root", str(root)]
     with open(os.devnull, "w") as null:
         subprocess.run(

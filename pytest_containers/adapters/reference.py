@@ -1,0 +1,128 @@
+"""The reference runtime, driven in-process through ``reference_runtime.Runtime``.
+
+No interpreter starts per verb: ``create`` forks from the test process, as the
+reference runtime's library does. Its errors are translated into the plugin's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal as _signal
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from importlib import metadata
+from typing import Any
+
+import reference_runtime as rr
+
+from ..errors import ContainerNotFoundError, RuntimeCommandError
+from .base import ExecResult, Stdio, signal_number
+
+NAME = "reference"
+
+
+@contextlib.contextmanager
+def _translated(verb: str, container_id: str) -> Iterator[None]:
+    __tracebackhide__ = True
+    try:
+        yield
+    except rr.ContainerNotFoundError as exc:
+        raise ContainerNotFoundError(verb, container_id, str(exc)) from exc
+    except rr.RuntimeSpecError as exc:
+        raise RuntimeCommandError(verb, container_id, f"{type(exc).__name__}: {exc}") from exc
+
+
+class ReferenceAdapter:
+    """``--runtime=reference``: see ``RuntimeAdapter`` for the meaning of each verb."""
+
+    name = NAME
+    unsupported: Mapping[str, str] = {}
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.runtime = rr.Runtime(root)
+        self.root = self.runtime.root
+        self._null = -1
+
+    def __repr__(self) -> str:
+        return f"ReferenceAdapter(root={self.root!r})"
+
+    def _stdio(self, stdio: Stdio | None) -> Stdio:
+        if stdio is not None:
+            return stdio
+        if self._null < 0:
+            self._null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        return (self._null, self._null, self._null)
+
+    def version(self) -> str:
+        try:
+            own = metadata.version("pytest-containers")
+        except metadata.PackageNotFoundError:  # running from a source tree
+            own = "source"
+        return f"reference-runtime {own} (runtime-spec {rr.OCI_VERSION})"
+
+    def create(
+        self, container_id: str, bundle: str | os.PathLike[str], *, stdio: Stdio | None = None
+    ) -> None:
+        with _translated("create", container_id):
+            self.runtime.create(container_id, bundle, stdio=self._stdio(stdio))
+
+    def start(self, container_id: str) -> None:
+        with _translated("start", container_id):
+            self.runtime.start(container_id)
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        with _translated("state", container_id):
+            return self.runtime.state(container_id).spec_state()
+
+    def kill(self, container_id: str, signal: int | str = _signal.SIGTERM) -> None:
+        number = signal_number(signal)
+        with _translated("kill", container_id):
+            self.runtime.kill(container_id, number)
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        with _translated("delete", container_id):
+            self.runtime.delete(container_id, force=force)
+
+    def run(
+        self, container_id: str, bundle: str | os.PathLike[str], *, stdio: Stdio | None = None
+    ) -> int:
+        with _translated("run", container_id):
+            return self.runtime.run(container_id, bundle, stdio=self._stdio(stdio))
+
+    def exec(
+        self,
+        container_id: str,
+        argv: Sequence[str],
+        *,
+        env: Sequence[str] | None = None,
+        cwd: str | None = None,
+    ) -> ExecResult:
+        with (
+            tempfile.TemporaryFile() as out,
+            tempfile.TemporaryFile() as err,
+            _translated("exec", container_id),
+        ):
+            stdio = (self._stdio(None)[0], out.fileno(), err.fileno())
+            code = self.runtime.exec(container_id, list(argv), env=env, cwd=cwd, stdio=stdio)
+            out.seek(0)
+            err.seek(0)
+            return ExecResult(code, out.read().decode(errors="replace"), err.read().decode())
+
+    def host_pid(self, container_id: str) -> int:
+        with _translated("state", container_id):
+            state = self.runtime.state(container_id)
+        if not state.pid or state.status not in (rr.Status.CREATED, rr.Status.RUNNING):
+            raise RuntimeCommandError(
+                "state", container_id, f"the container is {state.status}: it has no process"
+            )
+        return state.pid
+
+    def wait(self, container_id: str, timeout: float | None = None) -> int:
+        with _translated("wait", container_id):
+            return self.runtime.wait(container_id, timeout)
+
+    def close(self) -> None:
+        if self._null >= 0:
+            os.close(self._null)
+            self._null = -1

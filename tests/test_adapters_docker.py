@@ -1,0 +1,272 @@
+"""The Docker adapter against a real Docker Engine.
+
+The engine at ``DOCKER_HOST`` is used when one answers; otherwise these tests start
+their own ``dockerd --bridge=none --iptables=false`` under a temporary directory (its
+own data root, exec root, pidfile and socket), record it in the ledger, and stop it by
+PID at the end. They are skipped, with the reason, when no engine can be had.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_containers.adapters import (
+    CREATED_PROCESS,
+    HOOKS,
+    JOIN_NAMESPACE_PATH,
+    ExecResult,
+    RuntimeAdapter,
+    bundle_config,
+    require,
+)
+from pytest_containers.adapters.docker import IMAGE_REPOSITORY, LABEL_SESSION, DockerAdapter
+from pytest_containers.adapters.dockerd import DockerDaemon
+from pytest_containers.adapters.engine import engine_options
+from pytest_containers.errors import (
+    ContainerNotFoundError,
+    NotApplicableError,
+    RuntimeCommandError,
+    RuntimeUnavailableError,
+)
+from pytest_containers.ledger import process_start_time
+from pytest_containers.plugin import ledger
+from reference_runtime.rootfs_builder import make_bundle
+
+pytest_plugins = ["pytester"]
+
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="session")
+def docker_host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The ``DOCKER_HOST`` of an engine that answers: the user's, or one of our own."""
+    if os.environ.get("DOCKER_HOST"):
+        try:
+            DockerAdapter(os.environ["DOCKER_HOST"]).close()
+            yield os.environ["DOCKER_HOST"]
+            return
+        except RuntimeUnavailableError:  # not answering: start our own below
+            pass
+    if os.geteuid() != 0 or shutil.which("dockerd") is None:
+        pytest.skip(
+            "no Docker Engine answers, and dockerd cannot be started here (needs root "
+            "and apt-get install docker.io)"
+        )
+    led = ledger(request.config)
+    try:
+        daemon = DockerDaemon.start(tmp_path_factory.mktemp("dockerd"))
+    except RuntimeUnavailableError as exc:
+        pytest.skip(f"cannot start dockerd: {exc}")
+    record = led.record(
+        "process", f"dockerd-{daemon.pid}", pid=daemon.pid, start=process_start_time(daemon.pid)
+    )
+    try:
+        yield daemon.host
+    finally:
+        daemon.stop()
+        led.release(record)
+
+
+@pytest.fixture
+def adapter(docker_host: str, request: pytest.FixtureRequest) -> Iterator[DockerAdapter]:
+    tag = ledger(request.config).tag
+    adapter = DockerAdapter(docker_host, session=tag)
+    yield adapter
+    leftovers = adapter.client.containers.list(
+        all=True, filters={"label": f"{LABEL_SESSION}={tag}"}
+    )
+    for found in leftovers:
+        found.remove(force=True)
+    adapter.close()
+    assert not leftovers, f"test left containers behind: {[c.name for c in leftovers]}"
+
+
+@pytest.fixture
+def make(tmp_path: Path) -> Callable[..., Path]:
+    """``make(command, **bundle_config_args)`` -> a bundle directory."""
+    count = iter(range(1000))
+
+    def build(command: list[str], **args: Any) -> Path:
+        return make_bundle(tmp_path / f"b{next(count)}", config=bundle_config(command, **args))
+
+    return build
+
+
+@pytest.fixture
+def cid(request: pytest.FixtureRequest) -> Callable[[], str]:
+    """Container names unique to this process, with the xdist worker id."""
+    return lambda: ledger(request.config).unique_name("pc")
+
+
+def test_engine_and_image(adapter: DockerAdapter, make: Callable[..., Path]) -> None:
+    assert isinstance(adapter, RuntimeAdapter)
+    assert adapter.version().startswith("Docker Engine ")
+    rootfs = make(["true"]) / "rootfs"
+    tag = adapter.image_for(rootfs)
+    assert tag.startswith(f"{IMAGE_REPOSITORY}:")
+    assert adapter.image_for(make(["true"]) / "rootfs") == tag  # same content, same image
+
+
+def test_lifecycle(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    name = cid()
+    bundle = make(["sleep", "30"])
+    adapter.create(name, bundle)
+    state = adapter.state(name)
+    assert (state["status"], state["id"], state["bundle"]) == ("created", name, str(bundle))
+    # the engine's "created" has no process yet, unlike runtime-spec's
+    assert "pid" not in state
+    with pytest.raises(NotApplicableError, match=CREATED_PROCESS):
+        adapter.host_pid(name)
+    with pytest.raises(NotApplicableError):
+        require(adapter, CREATED_PROCESS)
+    adapter.start(name)
+    assert adapter.state(name)["status"] == "running"
+    pid = adapter.host_pid(name)
+    assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+    with pytest.raises(RuntimeCommandError, match="force"):
+        adapter.delete(name)  # running: the engine refuses without force
+    adapter.kill(name, "KILL")
+    assert adapter.wait(name, timeout=10) == 128 + signal.SIGKILL
+    assert adapter.state(name)["status"] == "stopped"
+    adapter.delete(name)
+    with pytest.raises(ContainerNotFoundError, match=name):
+        adapter.state(name)
+    with pytest.raises(ContainerNotFoundError):
+        adapter.delete(name, force=True)
+
+
+def test_exec_returns_status_and_output(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    name = cid()
+    adapter.create(name, make(["sleep", "30"], env={"FROM_CONFIG": "1"}))
+    adapter.start(name)
+    try:
+        result = adapter.exec(
+            name,
+            ["sh", "-c", "echo out $FROM_CONFIG $EXTRA; pwd; echo err >&2; exit 3"],
+            env=["EXTRA=2"],
+            cwd="/tmp",
+        )
+        assert result == ExecResult(3, "out 1 2\n/tmp\n", "err\n")
+        assert adapter.exec(name, ["touch", "/x"]).exit_code != 0  # read-only root
+    finally:
+        adapter.delete(name, force=True)
+
+
+def test_exit_status(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    assert adapter.run(cid(), make(["sh", "-c", "exit 7"])) == 7
+    name = cid()
+    adapter.create(name, make(["sh", "-c", "exit 5"]))
+    adapter.start(name)
+    assert adapter.wait(name, timeout=10) == 5
+    adapter.delete(name)
+
+
+def test_hostname_env_and_output(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str], tmp_path: Path
+) -> None:
+    bundle = make(
+        ["sh", "-c", "hostname; echo $GREETING; echo oops >&2"],
+        hostname="web-1",
+        env={"GREETING": "hi"},
+    )
+    with open(tmp_path / "out", "w+b") as out, open(tmp_path / "err", "w+b") as err:
+        assert adapter.run(cid(), bundle, stdio=(0, out.fileno(), err.fileno())) == 0
+    assert (tmp_path / "out").read_text() == "web-1\nhi\n"
+    assert (tmp_path / "err").read_text() == "oops\n"
+
+
+def test_memory_limit_applied(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    name = cid()
+    adapter.create(name, make(["sleep", "30"], memory="48m", pids=64, cpu=0.5))
+    adapter.start(name)
+    try:
+        seen = adapter.exec(name, ["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
+        assert seen.stdout.strip() == str(48 * MiB)
+        dd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"]
+        assert adapter.exec(name, dd).exit_code == 128 + signal.SIGKILL
+        host = adapter.client.containers.get(name).attrs["HostConfig"]
+        assert (host["PidsLimit"], host["CpuQuota"], host["CpuPeriod"]) == (64, 50_000, 100_000)
+        assert (host["NetworkMode"], host["ReadonlyRootfs"]) == ("none", True)
+    finally:
+        adapter.delete(name, force=True)
+
+
+def test_what_the_engine_cannot_express(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    hooks = make_bundle(
+        make(["true"]).parent / "hooks",
+        config=bundle_config(["true"]) | {"hooks": {"prestart": [{"path": "/bin/true"}]}},
+    )
+    with pytest.raises(NotApplicableError, match=HOOKS):
+        adapter.create(cid(), hooks)
+    joined = make(["true"], namespaces={"pid": None, "mount": None, "network": "/proc/1/ns/net"})
+    with pytest.raises(NotApplicableError, match=JOIN_NAMESPACE_PATH):
+        adapter.create(cid(), joined)
+
+
+def test_engine_options_map_the_config() -> None:
+    config = bundle_config(
+        ["sh"], env={"A": "1"}, hostname="h", cwd="/tmp", user=(1000, 1000), memory="64m",
+        pids=10, namespaces=["pid", "mount", "uts"], mounts=[("/srv", "/data", "ro")],
+        annotations={"team": "x"},
+    )  # fmt: skip
+    options = engine_options(config)
+    assert options["command"] == ["sh"] and options["user"] == "1000:1000"
+    assert options["hostname"] == "h" and options["working_dir"] == "/tmp"
+    assert "A=1" in options["environment"]
+    assert (options["mem_limit"], options["pids_limit"]) == (64 * MiB, 10)
+    assert (options["network_mode"], options["ipc_mode"], options["cgroupns"]) == (
+        "host", "host", "host",
+    )  # fmt: skip
+    assert "pid_mode" not in options and "uts_mode" not in options
+    assert options["cap_drop"] == ["ALL"] and "CAP_KILL" in options["cap_add"]
+    assert options["security_opt"] == ["no-new-privileges"]
+    assert options["labels"] == {"oci.annotation.team": "x"}
+    [bind] = options["mounts"]
+    assert (bind["Target"], bind["Source"], bind["ReadOnly"]) == ("/data", "/srv", True)
+    with pytest.raises(NotApplicableError, match="mount namespace"):
+        engine_options(bundle_config(["sh"], namespaces=["pid"]))
+
+
+def test_container_fixture_on_docker(
+    pytester: pytest.Pytester, docker_host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # a user's plain pytest
+    pytester.makepyfile(
+        test_user="""
+        def test_runs(container):
+            c = container(["sh", "-c", "hostname; echo oops >&2; exit 3"], hostname="web")
+            assert c.wait(timeout=20) == 3
+            assert (c.stdout(), c.stderr()) == ("web\\n", "oops\\n")
+
+        def test_created_has_no_process(container, runtime_adapter):
+            c = container(["true"], start=False)
+            assert c.status == "created" and "created-process" in runtime_adapter.unsupported
+        """
+    )
+    ledger_root = pytester.path / "ledger"
+    result = pytester.runpytest_subprocess(
+        "--runtime=docker", f"--containers-ledger={ledger_root}", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.no_fnmatch_line("*leaked*")
+    assert not list(ledger_root.glob("*/*.json"))
