@@ -15,6 +15,7 @@ from .ledger import DEFAULT_ROOT, Ledger, reap_dead, worker_id
 pytest_plugins = [
     # feature modules register here, one line each
     "pytest_containers.requirements",
+    "pytest_containers.report",
     "pytest_containers.namespaces",
     "pytest_containers.cgroups",
     "pytest_containers.netns",
