@@ -251,9 +251,10 @@ def _example_of(report: pytest.TestReport) -> str:
         if "Hypothesis" in title:
             return content
     text = report.longreprtext or ""
-    marker = "Falsifying example:"
-    if marker in text:
-        return text[text.index(marker) :].split("\n\n")[0]
+    # Hypothesis says "Falsifying example:" (older) or "Failing test case:" (newer)
+    for marker in ("Falsifying example:", "Failing test case:"):
+        if marker in text:
+            return text[text.index(marker) :].split("\n\n")[0]
     return ""
 
 

@@ -45,6 +45,7 @@ from .adapters.handle import Container
 from .errors import ContainerNotFoundError, ContainersError
 from .ledger import Ledger, Record, register_undoer
 from .plugin import ledger
+from .requirements import ENVIRONMENT_KEY
 
 FACTORY_KEY = pytest.StashKey["ContainerFactory"]()
 
@@ -64,6 +65,7 @@ class ContainerFactory:
         self.base = DEFAULT_RUNTIME_ROOT / led.unique_name("pc")
         self.root = root if root is not None else self.base / "state"
         self._adapter: RuntimeAdapter | None = None
+        self.version = ""
         self._live: dict[str, tuple[Container, Record]] = {}
 
     @classmethod
@@ -87,6 +89,9 @@ class ContainerFactory:
             self._adapter = open_adapter(
                 self.choice, self.root, workdir=self.base / "work", session=self.ledger.tag
             )
+            # asked now, while the adapter is open, for the conformance report
+            with contextlib.suppress(ContainersError):
+                self.version = self._adapter.version()
         return self._adapter
 
     def make_bundle(self, directory: Path, command: Sequence[str] = ("true",), **args: Any) -> Path:
@@ -298,6 +303,15 @@ class ContainerSet:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before the report is written
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    factory = session.config.stash[FACTORY_KEY]
+    environment = session.config.stash.setdefault(ENVIRONMENT_KEY, {})
+    environment.setdefault("runtime", factory.choice.name)
+    if factory.version:
+        environment.setdefault("runtime version", factory.version)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
