@@ -121,6 +121,21 @@ def reset_signals() -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 
+def _find_program(program: str, env: dict[str, str]) -> str:
+    """Look ``program`` up in the container's PATH, as execvp(3) does.
+
+    Not ``os.execvpe``: it imports ``warnings`` on first use, and this runs after
+    pivot_root, where the interpreter's own modules are out of reach.
+    """
+    if "/" in program:
+        return program
+    for directory in env.get("PATH", os.defpath).split(":"):
+        candidate = os.path.join(directory or ".", program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(2, "No such file or directory", program)
+
+
 def execute(process: Process, env: dict[str, str]) -> None:
     """Replace the current process with the container's program; raises on failure."""
     __tracebackhide__ = True
@@ -131,9 +146,7 @@ def execute(process: Process, env: dict[str, str]) -> None:
         raise ProcessError(f"cannot enter process.cwd {process.cwd}: {exc.strerror}") from None
     reset_signals()
     try:
-        if "/" in program:
-            os.execve(program, list(process.args), env)
-        os.execvpe(program, list(process.args), env)
+        os.execve(_find_program(program, env), list(process.args), env)
     except OSError as exc:
         if exc.errno == errno.ENOENT:
             raise ProcessError(

@@ -153,3 +153,47 @@ def test_version(tmp_path):
     result = _cli(tmp_path, "--version")
     assert result.returncode == 0 and result.stdout.startswith("reference-runtime version ")
     assert "spec: 1." in result.stdout
+
+
+def test_the_console_script_runs_a_container_by_program_name(tmp_path):
+    """The installed entry point imports less than ``python -m`` or pytest do: nothing
+    the container process needs after pivot_root may be left to a lazy import."""
+    script = Path(sys.executable).parent / "reference-runtime"
+    if not script.exists():
+        pytest.skip(f"{script} is not installed: pip install -e .")
+    bundle = make_bundle(tmp_path / "b", args=["sh", "-c", "echo found $0"])
+    result = subprocess.run(
+        [
+            str(script),
+            "--root",
+            str(tmp_path / "state"),
+            "run",
+            "--bundle",
+            str(bundle),
+            _cid(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "found sh"
+    missing = make_bundle(tmp_path / "m", args=["no-such-program"])
+    result = subprocess.run(
+        [
+            str(script),
+            "--root",
+            str(tmp_path / "state"),
+            "run",
+            "--bundle",
+            str(missing),
+            _cid(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert "executable 'no-such-program' not found in the container" in result.stderr
