@@ -117,7 +117,11 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 @pytest.mark.parametrize("mode", ["serial", "xdist"])
-def test_report_of_a_real_run(project: pytest.Pytester, mode: str) -> None:
+def test_report_of_a_real_run(
+    project: pytest.Pytester, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under CI=true Hypothesis derandomizes (its built-in "ci" profile): no seed to report.
+    monkeypatch.delenv("CI", raising=False)
     extra = XDIST if mode == "xdist" else ()
     result = project.runpytest_subprocess(
         *ARGS,
