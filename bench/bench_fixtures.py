@@ -3,14 +3,18 @@
 Pairs, measured one after the other; within a pair each contender runs once per
 iteration in a rotating order, in one process:
 
-- ``isolated_namespaces`` (kinds pid, mount, uts, ipc, net; target ``["true"]``: fork,
-  unshare, fork, mount /proc, exec, wait, reap) against ``unshare -pfmuin --mount-proc
-  true`` from ``subprocess.run`` (util-linux). Target: ratio <= 1.5.
-- ``cgroup_budget(memory="64M", pids=64)`` made and closed (the reference runtime's cgroup
-  manager, the ledger record written and released) against plain ``os.mkdir``, a write
-  of the memory and the pids limit, and ``os.rmdir`` in the memory and pids hierarchies
-  (v1 and hybrid hosts; on a v2 host one directory with ``memory.max`` and ``pids.max``).
-  Target: ratio <= 1.0.
+- ``isolated_namespaces`` (kinds pid, mount, uts, ipc, net; target ``["true"]``: the
+  request to the session's helper process, which clones the target into its namespaces;
+  the target mounts /proc and execs; the helper reaps it and reports; the ledger record
+  written and released) against ``unshare -pfmuin --mount-proc true`` from
+  ``subprocess.run`` (util-linux). The helper is started once, in the warm-up.
+  Target: ratio <= 1.5.
+- ``cgroup_budget(memory="64M", pids=64)`` made and closed (on v1 hierarchies: a
+  ``mkdir`` per hierarchy, the memory, memory+swap and pids limits written, an ``rmdir``
+  per hierarchy; the ledger record written and released) against plain ``os.mkdir``, a
+  write of the memory and the pids limit, and ``os.rmdir`` in the memory and pids
+  hierarchies (v1 and hybrid hosts; on a v2 host one directory with ``memory.max`` and
+  ``pids.max``). Target: ratio <= 1.0.
 - ``netns_hosts(2)`` made and closed (two namespaces, a veth link, addresses, routes),
   alone: there is no comparable peer.
 
@@ -133,23 +137,30 @@ class Bench:
     def netns_hosts(self) -> None:
         self.netns(2).close()
 
-    def leftovers(self) -> list[str]:
+    def leftovers(self, helper: int | None = None) -> list[str]:
+        """What is left: named resources and ledger records (but the record of the
+        ``helper`` process, which runs until the factory is closed)."""
         prefix = f"pc-bench-{os.getpid()}-"
         found = glob.glob(f"/run/netns/{prefix}*") + glob.glob(f"/sys/fs/cgroup/*/{prefix}*")
         found += glob.glob(f"/sys/fs/cgroup/{prefix}*")
-        found += [f"ledger record {r.describe()}" for r in self.ledger.outstanding()]
+        found += [
+            f"ledger record {r.describe()}"
+            for r in self.ledger.outstanding()
+            if helper is None or r.details.get("pid") != helper
+        ]
         return sorted(found)
 
     def cleanup(self) -> list[str]:
-        """Close everything the factories still hold; return what was left (and removed)."""
-        left = self.leftovers()
+        """Close everything the factories still hold; return what was left (and removed):
+        what they still held, then what closing them did not remove."""
+        left = self.leftovers(helper=self.namespaces.helper_pid)
         for factory in (self.namespaces, self.cgroups, self.netns):
             with contextlib.suppress(Exception):  # report below, whatever failed here
                 factory.close()
         for path in glob.glob(f"/sys/fs/cgroup/*/pc-bench-{os.getpid()}-plain-*"):
             with contextlib.suppress(OSError):  # already gone, or the report names it
                 os.rmdir(path)
-        return left
+        return left + [f"{line} (after closing the factories)" for line in self.leftovers()]
 
 
 def summarize(samples: list[float]) -> dict[str, float]:

@@ -44,8 +44,17 @@ Where: the cgroup is named ``/pc-<worker>-<pid>-<n>`` at the root of each hierar
 carries one of its controllers: memory and pids always, cpu and cpuacct when ``cpu=`` is
 given (a v1 host, and the v1 half of a hybrid one, whose cgroup2 mount carries no
 controller), or the one cgroup2 hierarchy on a v2 host, with those controllers enabled.
-The layout is detected and the cgroup is made and destroyed by the reference runtime's
-cgroup manager (``reference_runtime.cgroups.new_manager``).
+The layout is detected once per session.
+
+How: on v1 hierarchies a budget is the hot path of many test suites, so it is made
+directly: one ``mkdir`` per hierarchy and one write per limit (the arguments were checked
+already; a new cgroup starts unlimited, so the memory limit goes before memory+swap), and
+removed with one ``rmdir`` per hierarchy; only a directory that is busy (processes or
+sub-cgroups inside) takes the slow path that kills everything inside, waits for it to
+empty and removes the sub-cgroups too. A name that already exists, and every cgroup on a
+v2 host (controllers to enable in the root first), go through the reference runtime's
+cgroup manager (``reference_runtime.cgroups.new_manager``), which also serves ``add``,
+``run`` and ``stats``. Either way the ledger records the directories before they are made.
 
 Options: ini ``containers_cgroup_timeout`` (default 60): how long ``run`` waits when it is
 given no ``timeout=``.
@@ -57,6 +66,7 @@ import os
 import re
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -70,7 +80,12 @@ from reference_runtime.cgroups import (
     layout_of,
     new_manager,
 )
+from reference_runtime.cgroups import cpu as cgroup_cpu
+from reference_runtime.cgroups import fs as cgroup_fs
+from reference_runtime.cgroups import memory as cgroup_memory
+from reference_runtime.cgroups import pids as cgroup_pids
 from reference_runtime.cgroups import tree as cgroup_tree
+from reference_runtime.errors import CgroupError
 
 from .ledger import Ledger, Record, register_undoer
 from .plugin import ledger
@@ -126,12 +141,73 @@ def _resources(memory: int | str | None, pids: int | None, cpu: float | None) ->
     return resources
 
 
-def _mounts_for(mounts: CgroupMounts, with_cpu: bool) -> CgroupMounts:
-    """The hierarchies a budget lives in: those of its controllers, or the cgroup2 one."""
-    if layout_of(mounts) is Layout.V2:
-        return CgroupMounts(v2=mounts.v2)
-    wanted = {"memory", "pids"} | ({"cpu", "cpuacct"} if with_cpu else set())
-    return CgroupMounts(v1=tuple(h for h in mounts.v1 if wanted & set(h.controllers)))
+@dataclass(frozen=True)
+class _Place:
+    """Where the budgets with (or without) a CPU limit live, found once per session."""
+
+    mounts: CgroupMounts
+    """Only the hierarchies of the budget's controllers (or the cgroup2 one)."""
+    roots: tuple[str, ...]
+    """Their mount points: one directory is made under each."""
+    direct: bool
+    """v1 hierarchies: made and removed directly (see the module doc)."""
+    limit_dirs: Mapping[str, int]
+    """Controller (``memory``, ``pids``, ``cpu``) to the index of its root."""
+    memsw: bool
+    """Whether ``memory.memsw.limit_in_bytes`` exists (swap accounting is on)."""
+
+    @classmethod
+    def find(cls, mounts: CgroupMounts, with_cpu: bool) -> _Place:
+        """The hierarchies a budget lives in: those of its controllers, or the cgroup2 one."""
+        __tracebackhide__ = True
+        if layout_of(mounts) is Layout.V2:
+            assert mounts.v2 is not None
+            return cls(CgroupMounts(v2=mounts.v2), (mounts.v2,), False, {}, False)
+        wanted = {"memory", "pids"} | ({"cpu", "cpuacct"} if with_cpu else set())
+        found = tuple(h for h in mounts.v1 if wanted & set(h.controllers))
+        limit_dirs: dict[str, int] = {
+            controller: i
+            for i, h in enumerate(found)
+            for controller in ("memory", "pids", "cpu")
+            if controller in h.controllers
+        }
+        memory = mounts.v1_for("memory")
+        memsw = memory is not None and cgroup_fs.exists(memory.mountpoint, cgroup_memory.V1_SWAP)
+        roots = tuple(h.mountpoint for h in found)
+        return cls(CgroupMounts(v1=found), roots, True, limit_dirs, memsw)
+
+    def writes(self, dirs: Sequence[str], resources: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(file path, value) for the limits of a new v1 cgroup, in order."""
+        found: list[tuple[str, str]] = []
+        if "memory" in resources:
+            limit = str(resources["memory"]["limit"])
+            memory = dirs[self.limit_dirs["memory"]]
+            # A new cgroup is unlimited: the limit first keeps limit <= memory+swap.
+            found.append((f"{memory}/{cgroup_memory.V1_LIMIT}", limit))
+            if self.memsw:
+                swap = str(resources["memory"]["swap"])
+                found.append((f"{memory}/{cgroup_memory.V1_SWAP}", swap))
+        if "pids" in resources:
+            limit = cgroup_pids.max_value(resources["pids"]["limit"])
+            found.append((f"{dirs[self.limit_dirs['pids']]}/{cgroup_pids.MAX_FILE}", limit))
+        if "cpu" in resources:
+            cpu, quota = dirs[self.limit_dirs["cpu"]], resources["cpu"]
+            found.append((f"{cpu}/{cgroup_cpu.V1_PERIOD}", str(quota["period"])))
+            found.append((f"{cpu}/{cgroup_cpu.V1_QUOTA}", str(quota["quota"])))
+        return found
+
+
+def _write(path: str, value: str) -> None:
+    """One write(2) of ``value`` to the cgroup file ``path``; CgroupError on failure."""
+    __tracebackhide__ = True
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise CgroupError(f"cannot write {value} to {path}: {cgroup_fs.describe(exc)}") from exc
 
 
 class CgroupBudget:
@@ -140,7 +216,7 @@ class CgroupBudget:
     def __init__(
         self,
         name: str,
-        manager: CgroupManager,
+        place: _Place,
         resources: Mapping[str, Any],
         led: Ledger,
         run_timeout: float,
@@ -149,17 +225,45 @@ class CgroupBudget:
         __tracebackhide__ = True
         self.name = name
         self.resources = dict(resources)
-        self._manager = manager
+        self._place = place
         self._ledger = led
         self._run_timeout = run_timeout
-        dirs = sorted(set(manager.paths().values()))
-        self._record: Record | None = led.record("cgroup", name, dirs=dirs)
+        self._manager: CgroupManager | None = None
+        self._dirs = [os.path.join(root, name) for root in place.roots]
+        self._record: Record | None = led.record("cgroup", name, dirs=sorted(self._dirs))
         try:
-            manager.create(resources)
+            self._direct = place.direct and self._make(resources)
+            if not self._direct:
+                self.manager.create(resources)
         except BaseException:
             led.release(self._record)
             self._record = None
             raise
+
+    def _make(self, resources: Mapping[str, Any]) -> bool:
+        """Make the v1 directories and write the limits; False (nothing left made) if a
+        directory already exists, for the manager to join it."""
+        __tracebackhide__ = True
+        made: list[str] = []
+        try:
+            for directory in self._dirs:
+                if not cgroup_fs.make_dir(directory):
+                    cgroup_tree.remove_created(made, made)
+                    return False
+                made.append(directory)
+            for path, value in self._place.writes(self._dirs, resources):
+                _write(path, value)
+        except BaseException as exc:
+            cgroup_tree.rollback(exc, made, made)
+            raise
+        return True
+
+    @property
+    def manager(self) -> CgroupManager:
+        """The reference runtime's manager of this cgroup (made on first use)."""
+        if self._manager is None:
+            self._manager = new_manager(f"/{self.name}", mounts=self._place.mounts)
+        return self._manager
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -191,7 +295,7 @@ class CgroupBudget:
                 "add(os.getpid()) would put the test process in the budget, and removing the "
                 "budget kills what is inside; use budget.run(argv) or add a child's pid"
             )
-        self._manager.add(pid)
+        self.manager.add(pid)
 
     def run(
         self,
@@ -209,7 +313,7 @@ class CgroupBudget:
         self._check_open("run()")
         if isinstance(argv, str | bytes) or not all(isinstance(a, str) for a in argv) or not argv:
             raise TypeError(f"run() takes an argv list such as budget.run(['true']), got {argv!r}")
-        manager = self._manager
+        manager = self.manager
 
         def join() -> None:  # in the child, between fork and exec
             manager.add(os.getpid())
@@ -228,15 +332,15 @@ class CgroupBudget:
 
     def pids(self) -> list[int]:
         """The processes in the cgroup now."""
-        return self._manager.pids()
+        return self.manager.pids()
 
     def stats(self) -> CgroupStats:
         """A usage snapshot: memory, OOM kills, tasks, CPU time and throttling."""
-        return self._manager.stats()
+        return self.manager.stats()
 
     def paths(self) -> dict[str, str]:
         """Controller name to the cgroup's directory (``""`` for the v2 hierarchy)."""
-        return self._manager.paths()
+        return self.manager.paths()
 
     def path(self, controller: str = "memory") -> str:
         """The directory of the cgroup in the hierarchy of ``controller``."""
@@ -253,9 +357,28 @@ class CgroupBudget:
         __tracebackhide__ = True
         if self._record is None:
             return
-        self._manager.destroy()  # CgroupError if it cannot: the record stays, a leak
+        # CgroupError if it cannot: the record stays, a leak
+        if self._direct:
+            self._remove()
+        else:
+            self.manager.destroy()
         self._ledger.release(self._record)
         self._record = None
+
+    def _remove(self) -> None:
+        """Remove the directories; what is busy is emptied (killed) and removed the slow way."""
+        __tracebackhide__ = True
+        busy = []
+        for directory in reversed(self._dirs):
+            try:
+                cgroup_fs.remove_dir(directory)
+            except FileNotFoundError:  # already gone
+                pass
+            except OSError:  # EBUSY: processes or sub-cgroups inside
+                busy.append(directory)
+        if busy:
+            cgroup_tree.kill_all(busy)
+            cgroup_tree.remove_created(busy, busy)
 
 
 class CgroupBudgetFactory:
@@ -264,7 +387,7 @@ class CgroupBudgetFactory:
     def __init__(self, led: Ledger, run_timeout: float = DEFAULT_TIMEOUT) -> None:
         self._ledger = led
         self.run_timeout = run_timeout
-        self._mounts: CgroupMounts | None = None
+        self._places: dict[bool, _Place] = {}  # with a CPU limit or not: where budgets live
         self._made: list[CgroupBudget] = []
 
     @classmethod
@@ -283,7 +406,7 @@ class CgroupBudgetFactory:
     def scoped(self) -> CgroupBudgetFactory:
         """A factory with the same settings whose ``close()`` removes only what it made."""
         factory = CgroupBudgetFactory(self._ledger, self.run_timeout)
-        factory._mounts = self._mounts
+        factory._places = self._places  # shared: the layout is found once per session
         return factory
 
     def __call__(
@@ -295,12 +418,12 @@ class CgroupBudgetFactory:
         """Make a cgroup with these limits; see the module doc."""
         __tracebackhide__ = True
         resources = _resources(memory, pids, cpu)
-        if self._mounts is None:
-            self._mounts = discover_mounts()
-        mounts = _mounts_for(self._mounts, with_cpu=cpu is not None)
+        with_cpu = cpu is not None
+        place = self._places.get(with_cpu)
+        if place is None:
+            place = self._places[with_cpu] = _Place.find(discover_mounts(), with_cpu)
         name = self._ledger.unique_name("pc")
-        manager = new_manager(f"/{name}", mounts=mounts)
-        budget = CgroupBudget(name, manager, resources, self._ledger, self.run_timeout)
+        budget = CgroupBudget(name, place, resources, self._ledger, self.run_timeout)
         self._made.append(budget)
         return budget
 

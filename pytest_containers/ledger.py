@@ -1,16 +1,23 @@
 """The ledger: a record on disk of every host resource the plugin makes, until undone.
 
 Each pytest process (the controller, or one xdist worker) owns a directory under the
-ledger root, named by its *tag* (``<worker>-<pid>-<start time>``). Making a resource
-writes one small JSON record there; undoing it removes the record. So:
+ledger root, named by its *tag* (``<worker>-<pid>-<start time>``), holding one
+append-only journal, ``journal.json`` (JSON Lines, one object a line). Making a resource
+appends its record, ``{"id": 7, "kind": "cgroup", "name": ..., "details": {...}}``;
+undoing it appends ``{"release": 7}``. A record is *outstanding* while no release line
+names its id. The journal stays open for the process's life, so a record or a release
+costs one ``write(2)`` (``O_APPEND``), with no file to create or unlink. So:
 
-- at session end, records still present are leaks, named exactly;
+- at session end, outstanding records are leaks, named exactly; a process that ends
+  with none removes its directory;
 - at the next session start, the directories of processes that are gone (a worker
-  killed with SIGKILL) are reaped: each record is undone by the undoer registered for
-  its kind, then removed.
+  killed with SIGKILL) are reaped: each outstanding record is undone by the undoer
+  registered for its kind, and released.
 
-Feature modules register an undoer per kind with ``register_undoer`` and call
-``Ledger.record`` / ``Ledger.release`` around the resource's life.
+A line torn by a kill mid-write names a resource that was not made yet (records are
+written first), and readers skip it. Feature modules register an undoer per kind with
+``register_undoer`` and call ``Ledger.record`` / ``Ledger.release`` around the
+resource's life.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ import fcntl
 import itertools
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,9 +36,14 @@ from typing import Any
 import pytest
 
 DEFAULT_ROOT = Path("/run/pytest-containers/ledger")
+JOURNAL = "journal.json"
+"""The journal's name in a process's directory (JSON Lines; ``*.json`` so that "no
+``*/*.json`` under the root" still means "nothing outstanding")."""
 
 Undoer = Callable[["Record"], None]
 _UNDOERS: dict[str, Undoer] = {}
+_IDS = itertools.count(1)  # record ids, unique in this process (shared by its ledgers)
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # made once: json.dumps would not
 
 
 def register_undoer(kind: str, undo: Undoer) -> None:
@@ -76,13 +87,14 @@ class Record:
     name: str
     details: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    """The journal holding the record (None: never written)."""
+    id: int = 0
+    """Its id in that journal."""
+    released: bool = field(default=False, compare=False)
 
     def describe(self) -> str:
         extra = ", ".join(f"{k}={v}" for k, v in sorted(self.details.items()) if k != "note")
         return f"{self.kind} {self.name}" + (f" ({extra})" if extra else "")
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 class Ledger:
@@ -92,7 +104,12 @@ class Ledger:
         self.root = root
         self.tag = tag
         self.dir = root / tag
+        self.journal = self.dir / JOURNAL
         self._counter = itertools.count()
+        self._prefixes: dict[str, str] = {}
+        self._fd = -1
+        self._torn = False  # a write failed part-way: start the next line on a new line
+        self._closed = False
 
     @classmethod
     def for_process(cls, root: Path = DEFAULT_ROOT, worker: str = "main") -> Ledger:
@@ -108,61 +125,117 @@ class Ledger:
         """What every ``unique_name(prefix)`` of this process starts with: ``pc-gw0-1234-``.
 
         The leak check looks for host resources named with it."""
-        worker, pid = self.tag.split("-")[:2]
-        return f"{prefix}-{worker}-{pid}-"
+        found = self._prefixes.get(prefix)
+        if found is None:
+            worker, pid = self.tag.split("-")[:2]
+            found = self._prefixes[prefix] = f"{prefix}-{worker}-{pid}-"
+        return found
 
     def record(self, kind: str, name: str, **details: Any) -> Record:
-        """Write the record of a resource *before* making it.
-
-        One plain write, no temporary file and rename (which costs a journal commit on
-        ext4): a record torn by a kill mid-write names a resource that was not made yet,
-        and readers drop such records."""
-        rec = Record(kind, name, details)
-        rec.path = self.dir / f"{kind}--{_SAFE.sub('_', name)}.json"
-        data = json.dumps({"kind": kind, "name": name, "details": details}).encode()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        try:
-            fd = os.open(rec.path, flags, 0o600)
-        except FileNotFoundError:  # the first record of this process
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(rec.path, flags, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        """Write the record of a resource *before* making it: one line appended to the
+        journal (``details`` must be JSON-serialisable)."""
+        rec = Record(kind, name, details, self.journal, next(_IDS))
+        self._append(_ENCODE({"id": rec.id, "kind": kind, "name": name, "details": details}))
         return rec
 
     def release(self, rec: Record) -> None:
         """Forget a record once its resource is gone (safe to call twice)."""
-        if rec.path is not None:
-            try:
-                rec.path.unlink()
-            except FileNotFoundError:  # already released
-                pass
+        if rec.released or rec.path is None:
+            return
+        line = f'{{"release":{int(rec.id)}}}'
+        if rec.path == self.journal:
+            self._append(line)
+        else:  # a record read from another (dead) process's journal
+            _append_line(rec.path, line)
+        rec.released = True
+        if self._closed and rec.path == self.journal:
+            self.close()  # released after the session's end: tidy up again
 
     def outstanding(self) -> list[Record]:
-        return _read_records(self.dir)
+        """The records of this process not released yet, oldest first (read from disk)."""
+        return _read_journal(self.journal)
 
     def close(self) -> None:
-        """Remove this process's (empty) directory."""
-        with contextlib.suppress(FileNotFoundError, OSError):
+        """Close the journal; remove it and this process's directory if nothing is
+        outstanding (else they stay, for the next session to reap). Idempotent."""
+        self._closed = True
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        if _read_journal(self.journal):
+            return
+        with contextlib.suppress(FileNotFoundError):  # nothing was ever recorded
+            self.journal.unlink()
+        with contextlib.suppress(OSError):  # ENOENT: never made; ENOTEMPTY: not ours
             self.dir.rmdir()
 
+    def _append(self, line: str) -> None:
+        data = (line + "\n").encode()
+        if self._torn:
+            data = b"\n" + data
+        if self._fd < 0:
+            self._fd = _open_journal(self.journal)
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except BaseException:
+            self._torn = True
+            raise
+        self._torn = False
 
-def _read_records(directory: Path) -> list[Record]:
-    records = []
+
+def _open_journal(path: Path) -> int:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
     try:
-        paths = sorted(directory.glob("*.json"))
+        return os.open(path, flags, 0o600)
+    except FileNotFoundError:  # the first record of this process
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o600)
+
+
+def _append_line(path: Path, line: str) -> None:
+    """Append ``line`` to another process's journal; it may end in a torn line, so the
+    line starts on a new line of its own."""
+    fd = _open_journal(path)
+    try:
+        os.write(fd, f"\n{line}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def _read_journal(path: Path) -> list[Record]:
+    try:
+        text = path.read_bytes()
     except FileNotFoundError:
         return []
-    for path in paths:
+    records: dict[int, Record] = {}
+    for raw in text.splitlines():
+        try:
+            entry = json.loads(raw)
+            if "release" in entry:
+                records.pop(int(entry["release"]), None)
+            else:
+                rid = int(entry["id"])
+                records[rid] = Record(
+                    entry["kind"], entry["name"], entry.get("details", {}), path, rid
+                )
+        except (ValueError, KeyError, TypeError):  # torn or blank line: nothing to undo
+            continue
+    return list(records.values())
+
+
+def _read_legacy(directory: Path) -> list[Record]:
+    """Records an older version wrote as one file each (``<kind>--<name>.json``); their
+    ``path`` is that file, removed once undone."""
+    records = []
+    for path in sorted(directory.glob("*--*.json")):
         try:
             data = json.loads(path.read_text())
-        except (OSError, ValueError):  # half-written by a killed process: nothing to undo
+            records.append(Record(data["kind"], data["name"], data.get("details", {}), path))
+        except (OSError, ValueError, KeyError, TypeError):  # half-written: nothing to undo
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            continue
-        records.append(Record(data["kind"], data["name"], data.get("details", {}), path))
     return records
 
 
@@ -200,9 +273,10 @@ def reap_dead(root: Path = DEFAULT_ROOT) -> tuple[list[str], list[str]]:
         for directory in sorted(p for p in root.iterdir() if p.is_dir()):
             if _owner_alive(directory.name):
                 continue
+            journal = directory / JOURNAL
             # undo in reverse order of creation kinds: containers before cgroups/netns
-            records = sorted(_read_records(directory), key=lambda r: _ORDER.get(r.kind, 50))
-            for rec in records:
+            records = _read_journal(journal) + _read_legacy(directory)
+            for rec in sorted(records, key=lambda r: _ORDER.get(r.kind, 50)):
                 undo = _UNDOERS.get(rec.kind)
                 if undo is None:
                     failed.append(f"{rec.describe()}: no undoer registered for {rec.kind!r}")
@@ -213,12 +287,20 @@ def reap_dead(root: Path = DEFAULT_ROOT) -> tuple[list[str], list[str]]:
                     failed.append(f"{rec.describe()}: {exc}")
                     continue
                 undone.append(rec.describe())
-                assert rec.path is not None
-                with contextlib.suppress(FileNotFoundError):
-                    rec.path.unlink()
-            if not any(directory.glob("*.json")):
+                _forget(rec, journal)
+            if not _read_journal(journal) and not any(directory.glob("*--*.json")):
                 shutil.rmtree(directory, ignore_errors=True)
     return undone, failed
+
+
+def _forget(rec: Record, journal: Path) -> None:
+    """Release a record of a dead process: a line in its journal, or a legacy file gone."""
+    assert rec.path is not None
+    if rec.path == journal:
+        _append_line(journal, f'{{"release":{int(rec.id)}}}')
+    else:
+        with contextlib.suppress(FileNotFoundError):  # already removed
+            rec.path.unlink()
 
 
 # Kinds undone first get lower numbers: processes and containers hold the rest.

@@ -38,14 +38,31 @@ Examples::
             assert os.readlink(f"/proc/{proc.pid}/ns/net") == proc.ns["net"]
         # killed and reaped here
 
-How: the pytest process forks; the child unshares the namespaces (for a new user
-namespace the parent writes the identity map), makes the mount tree ``rprivate`` in a
-new mount namespace, sets the host name, brings ``lo`` up in a new network namespace,
-and, for a new pid namespace, forks again so that the target runs as PID 1, with a
-fresh ``/proc`` when the mount namespace is new too (``unshare -pfm --mount-proc``).
-Children die with their parent (``PR_SET_PDEATHSIG``); a timeout, an error or Ctrl-C
-kills the child's process group (and so a pid namespace with its init) and reaps it.
-Without a new pid namespace, a command that leaves its process group is not followed.
+How
+---
+
+A command (an argv target) is started by a small helper process, a fork server
+(:mod:`pytest_containers._nsexec`): a standard-library-only interpreter started once per
+pytest process, on first use, whose forks cost a fraction of forking pytest. The helper
+clones the target straight into its new namespaces (for a new pid namespace the target
+is its PID 1, no second fork), writes a new user namespace's identity map, and the
+target makes the mount tree ``rprivate`` in a new mount namespace, mounts a fresh
+``/proc`` when the pid namespace is new too (``unshare -pfm --mount-proc``), sets the
+host name, brings ``lo`` up in a new network namespace and execs, writing straight to
+pipes of ours passed over with ``SCM_RIGHTS``. It runs in our current directory,
+environment and umask (its resource limits are the helper's, taken when it started).
+The helper is recorded in the ledger (kind ``process``) and stopped with the session
+factory; a helper left by a killed session ends by itself (its socket closes) or is
+killed by the next session's reaping, and its targets die with it (``PR_SET_PDEATHSIG``).
+
+A callable can only run in the test's own interpreter, so for a callable the pytest
+process itself forks; the child unshares the namespaces (for a new user namespace the
+parent writes the identity map), sets them up as above and, for a new pid namespace,
+forks again so that the function runs as PID 1.
+
+Either way a timeout, an error or Ctrl-C kills the target (a new pid namespace dies
+with its init) and its process group, and reaps it. Without a new pid namespace, a
+command that leaves its process group is not followed.
 
 Options: ``--containers-ns-timeout=SECONDS`` or the ini value ``containers_ns_timeout``
 (default 30): how long a call may run when it passes no ``timeout=``.
@@ -64,13 +81,14 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import pytest
 
 from reference_runtime import kernel
 
+from ._nsexec import Helper, HelperGone
 from .ledger import Ledger, Record, process_start_time, register_undoer
 from .plugin import ledger
 
@@ -92,6 +110,7 @@ DEFAULT_TIMEOUT = 30.0
 _HEADER = struct.Struct("!I")  # each message on the result pipe: length, then a pickle
 _FAILED = 127  # the exit status of a child that could not start the target
 _KILL_GRACE = 1.0  # seconds the child has to end its pid namespace before SIGKILL
+_REAP_TIMEOUT = 5.0  # seconds to wait for the helper to report a killed target's end
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)  # Python ignores them; commands must not
 
 
@@ -146,6 +165,10 @@ def _check_args(
     elif isinstance(target, Sequence) and all(isinstance(a, str) for a in target):
         if not target:
             raise ValueError("isolated_namespaces([]) has no command; use e.g. ['hostname']")
+        if any("\0" in arg for arg in target):
+            raise ValueError(
+                f"an argument holds a NUL character, which no command can receive: {target!r}"
+            )
         argv = list(target)
     else:
         raise TypeError(
@@ -292,24 +315,6 @@ def _call(func: Callable[[], Any], fds: _ChildFds) -> NoReturn:
 # ------------------------------------------------------------------ the parent's side
 
 
-@dataclass
-class _Pipes:
-    """The parent's ends: the target's stdout and stderr, the result messages, and ``go``."""
-
-    out: int
-    err: int
-    msg: int
-    go: int
-    data: dict[int, bytearray] = field(default_factory=dict)
-    closed: bool = False
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            for fd in (self.out, self.err, self.msg, self.go):
-                os.close(fd)
-
-
 def _identity_maps() -> list[tuple[str, str]]:
     if os.geteuid() == 0:
         return [("uid_map", "0 0 4294967295\n"), ("gid_map", "0 0 4294967295\n")]
@@ -323,38 +328,33 @@ def _identity_maps() -> list[tuple[str, str]]:
 
 class IsolatedProcess:
     """A target running in its namespaces. Use it as a context manager: on exit it is
-    killed (if still running) and reaped."""
+    killed (if still running) and reaped.
 
-    def __init__(self, plan: _Plan, pid: int, pipes: _Pipes, led: Ledger) -> None:
-        """Take over the child ``pid``; on failure it is killed and reaped before raising."""
+    Made by :meth:`NamespaceFactory.spawn`: a command runs under the helper, a callable
+    in a fork of this process; both are handled alike from here."""
+
+    def __init__(self, plan: _Plan, led: Ledger, out: int, err: int) -> None:
+        """Read the target's output from the pipes ``out`` and ``err`` (now ours)."""
         self._plan = plan
-        self._child = pid
-        self._pipes = pipes
         self._ledger = led
         self._deadline = time.monotonic() + plan.timeout
         self._messages: list[tuple[Any, ...]] = []
         self._status: int | None = None
         self._record: Record | None = None
         self._closed = False
+        self._out, self._err = out, err
+        self._data = {out: bytearray(), err: bytearray()}
+        self._reading = {out, err}  # output pipes not at end of file yet
         self._selector = selectors.DefaultSelector()
-        self._pidfd = -1
         try:
-            self._pidfd = os.pidfd_open(pid)
-            for fd in (pipes.out, pipes.err, pipes.msg):
-                pipes.data[fd] = bytearray()
+            for fd in (out, err):
                 self._selector.register(fd, selectors.EVENT_READ)
-            self._selector.register(self._pidfd, selectors.EVENT_READ)
-            start = process_start_time(pid) or 0
-            target = plan.describe()
-            self._record = led.record("process", f"ns-{pid}", pid=pid, start=start, target=target)
-            if "user" in plan.kinds:
-                self._write_id_maps()
         except BaseException:
-            self.close()
+            self._selector.close()
             raise
 
     def __repr__(self) -> str:
-        return f"<IsolatedProcess {self._plan.describe()} pid={self._child}>"
+        return f"<IsolatedProcess {self._plan.describe()}>"
 
     def __enter__(self) -> IsolatedProcess:
         return self
@@ -362,7 +362,44 @@ class IsolatedProcess:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # ---- reading what the child sends
+    # ---- what the two kinds of target do differently
+
+    def _ready(self, fd: int) -> None:
+        """Handle ``fd``, a registered descriptor other than the output pipes, readable."""
+        raise NotImplementedError
+
+    def _finished(self) -> bool:
+        """Whether the target has exited and every message about it is in."""
+        raise NotImplementedError
+
+    def _host_pid(self, started: tuple[Any, ...]) -> int:
+        """The host PID of the process that runs the target, given its ``ns`` message."""
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """Kill the target and its process group (a new pid namespace dies with its
+        init); the target is reaped by ``close()`` or ``wait()``."""
+        raise NotImplementedError
+
+    def _reap(self) -> None:
+        """Wait (bounded) until ``_status`` holds the target's wait status."""
+        raise NotImplementedError
+
+    def _release(self) -> bool:
+        """Close what this kind holds; whether the target is surely gone."""
+        raise NotImplementedError
+
+    def _catch_up(self) -> None:
+        """Take in messages that arrived while someone else was reading."""
+
+    # ---- reading what the target sends
+
+    def _record_process(self, pid: int) -> None:
+        start = process_start_time(pid) or 0
+        target = self._plan.describe()
+        self._record = self._ledger.record(
+            "process", f"ns-{pid}", pid=pid, start=start, target=target
+        )
 
     def _message(self, tag: str) -> tuple[Any, ...] | None:
         for message in self._messages:
@@ -370,36 +407,26 @@ class IsolatedProcess:
                 return message
         return None
 
-    def _parse(self) -> None:
-        buf = self._pipes.data[self._pipes.msg]
-        while len(buf) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buf)
-            if len(buf) < _HEADER.size + size:
-                return
-            body = bytes(buf[_HEADER.size : _HEADER.size + size])
-            del buf[: _HEADER.size + size]
-            self._messages.append(pickle.loads(body))
-
     def _pump(self, done: Callable[[], bool]) -> None:
-        """Read output and messages until ``done()`` or the child exited and closed every
-        pipe; TimeoutError (the child killed) at the deadline."""
+        """Read output and messages until ``done()`` or the target exited and closed
+        every pipe; TimeoutError (the target killed) at the deadline."""
         __tracebackhide__ = True
-        while not done() and self._selector.get_map():
+        self._catch_up()
+        while not done() and (self._reading or not self._finished()):
             remaining = self._deadline - time.monotonic()
             if remaining <= 0:
                 self._timed_out()
             for key, _ in self._selector.select(remaining):
                 fd = int(key.fd)
-                if fd == self._pidfd:
-                    self._selector.unregister(fd)  # exited; the pipes may still hold data
+                if fd not in self._reading:
+                    self._ready(fd)
                     continue
                 chunk = os.read(fd, 65536)
-                if not chunk:
+                if chunk:
+                    self._data[fd] += chunk
+                else:
                     self._selector.unregister(fd)
-                    continue
-                self._pipes.data[fd] += chunk
-                if fd == self._pipes.msg:
-                    self._parse()
+                    self._reading.discard(fd)
 
     def _timed_out(self) -> NoReturn:
         __tracebackhide__ = True
@@ -408,25 +435,16 @@ class IsolatedProcess:
             f"{self._plan.describe()} did not finish within {self._plan.timeout:g}s and was "
             "killed; pass timeout= or set the ini value containers_ns_timeout"
         )
-        for name, fd in (("stdout", self._pipes.out), ("stderr", self._pipes.err)):
-            text = self._pipes.data[fd].decode(errors="replace")
+        for name, fd in (("stdout", self._out), ("stderr", self._err)):
+            text = self._data[fd].decode(errors="replace")
             if text:
                 error.add_note(f"{name} so far:\n{text}")
         raise error
 
-    def _write_id_maps(self) -> None:
-        __tracebackhide__ = True
-        self._pump(lambda: any(m[0] in ("userns", "error") for m in self._messages))
-        if self._message("userns") is None:
-            return  # the child failed before; wait() raises its error
-        for name, text in _identity_maps():
-            kernel.write_file(f"/proc/{self._child}/{name}", text)
-        os.write(self._pipes.go, b"1")
-
     @property
     def pid(self) -> int:
         """The host PID of the process that runs the target (PID 1 inside a new pid ns)."""
-        return int(self._started()[2])
+        return self._host_pid(self._started())
 
     @property
     def ns(self) -> dict[str, str]:
@@ -465,9 +483,14 @@ class IsolatedProcess:
         self._raise_error()
         status = self._message("status")
         raw = status[1] if status is not None else self._status
-        assert raw is not None
+        if raw is None:
+            self.close()
+            raise RuntimeError(
+                f"{self._plan.describe()}: the isolated_namespaces helper exited before "
+                "reporting how the target ended"
+            )
         started = self._message("ns")
-        text = {fd: bytes(buf).decode(errors="replace") for fd, buf in self._pipes.data.items()}
+        text = {fd: bytes(buf).decode(errors="replace") for fd, buf in self._data.items()}
         raised = self._message("raise")
         self.close()
         if raised is not None:
@@ -488,16 +511,199 @@ class IsolatedProcess:
         returned = self._message("return")
         return NamespaceResult(
             returncode=os.waitstatus_to_exitcode(raw),
-            stdout=text[self._pipes.out],
-            stderr=text[self._pipes.err],
+            stdout=text[self._out],
+            stderr=text[self._err],
             ns=dict(started[1]),
-            pid=int(started[2]),
+            pid=self._host_pid(started),
             value=returned[1] if returned is not None else None,
         )
 
+    def close(self) -> None:
+        """Kill (if running), reap, close the pipes and forget the ledger record; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.kill()
+            self._reap()
+        finally:
+            self._selector.close()
+            for fd in (self._out, self._err):
+                os.close(fd)
+            gone = self._release()
+            if self._record is not None and gone:
+                self._ledger.release(self._record)
+                self._record = None
+
+
+class _HelperProcess(IsolatedProcess):
+    """A command started by the helper (request ``rid``)."""
+
+    def __init__(
+        self, plan: _Plan, led: Ledger, helper: Helper, rid: int, out: int, err: int
+    ) -> None:
+        """Wait until the helper has made the target, and record it; on failure it is
+        killed and reaped before raising."""
+        super().__init__(plan, led, out, err)
+        self._helper = helper
+        self._rid = rid
+        self._seen = 0  # how many of the helper's messages about rid are handled
+        self._host = 0
+        self._pidfd = -1
+        self._early_ns: dict[str, str] | None = None
+        try:
+            self._selector.register(helper.fileno(), selectors.EVENT_READ)
+            self._pump(lambda: self._host != 0)
+            if self._host:
+                self._record_process(self._host)
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<IsolatedProcess {self._plan.describe()} pid={self._host or '?'}>"
+
+    def _ready(self, fd: int) -> None:
+        self._helper.receive()
+        self._take()
+        if self._helper.gone:
+            self._selector.unregister(fd)
+
+    def _catch_up(self) -> None:
+        self._take()
+
+    def _take(self) -> None:
+        """Turn the helper's new messages about us into ours."""
+        messages = self._helper.messages(self._rid)
+        for message in messages[self._seen :]:
+            op = message["op"]
+            if op == "started":
+                self._host = int(message["pid"])
+                fds = message["fds"]
+                self._pidfd = fds.pop() if fds else -1
+                if self._early_ns is not None:
+                    self._messages.append(("ns", self._early_ns))
+            elif op == "ns" and not self._host:
+                self._early_ns = message["ns"]  # the target was quicker than the helper
+            elif op == "ns":
+                self._messages.append(("ns", message["ns"]))
+            elif op == "error":
+                self._messages.append(("error", message["errno"], message["message"]))
+            elif op == "exit":
+                self._status = int(message["status"])
+        self._seen = len(messages)
+
+    def _finished(self) -> bool:
+        return self._status is not None or self._helper.gone
+
+    def _host_pid(self, started: tuple[Any, ...]) -> int:
+        return self._host
+
     def kill(self) -> None:
-        """Kill the target: in a new pid namespace its init (the namespace dies with it),
-        else its process group; the child is reaped by ``close()`` or ``wait()``."""
+        if self._status is not None and not self._reading:
+            return  # it ended, and so did its output
+        if "pid" in self._plan.kinds and self._pidfd >= 0:
+            if self._status is None:  # its pid namespace dies with it
+                with contextlib.suppress(ProcessLookupError):  # ESRCH: it exited already
+                    signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            return
+        # Its process group too, which may outlive it; or it is not made yet.
+        self._helper.kill(self._rid)
+
+    def _reap(self) -> None:
+        deadline = time.monotonic() + _REAP_TIMEOUT
+        self._take()
+        while not self._finished():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return  # the record stays: the leak check will say so
+            if select.select([self._helper], [], [], remaining)[0]:
+                self._helper.receive()
+                self._take()
+
+    def _release(self) -> bool:
+        gone = self._status is not None
+        if self._pidfd >= 0:
+            gone = gone or bool(select.select([self._pidfd], [], [], 0)[0])
+            os.close(self._pidfd)
+            self._pidfd = -1
+        if "pid" not in self._plan.kinds:
+            self._helper.release_group(self._rid)
+        self._helper.forget(self._rid)
+        return gone
+
+
+@dataclass
+class _ChildPipes:
+    """Our ends of a forked child's result messages and of its ``go`` pipe."""
+
+    msg: int
+    go: int
+
+
+class _ForkedProcess(IsolatedProcess):
+    """A callable run by a fork of this process (``pid``, our child)."""
+
+    def __init__(
+        self, plan: _Plan, led: Ledger, pid: int, out: int, err: int, pipes: _ChildPipes
+    ) -> None:
+        """Take over the child ``pid``; on failure it is killed and reaped before raising."""
+        self._child = pid
+        self._pipes = pipes
+        self._pidfd = -1
+        self._exited = False
+        self._msg = bytearray()
+        super().__init__(plan, led, out, err)
+        self._receiving = True
+        try:
+            self._pidfd = os.pidfd_open(pid)
+            self._selector.register(pipes.msg, selectors.EVENT_READ)
+            self._selector.register(self._pidfd, selectors.EVENT_READ)
+            self._record_process(pid)
+            if "user" in plan.kinds:
+                self._write_id_maps()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"<IsolatedProcess {self._plan.describe()} pid={self._child}>"
+
+    def _ready(self, fd: int) -> None:
+        if fd == self._pidfd:
+            self._selector.unregister(fd)  # exited; the pipes may still hold data
+            self._exited = True
+            return
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            self._selector.unregister(fd)
+            self._receiving = False
+            return
+        self._msg += chunk
+        while len(self._msg) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self._msg)
+            if len(self._msg) < _HEADER.size + size:
+                return
+            body = bytes(self._msg[_HEADER.size : _HEADER.size + size])
+            del self._msg[: _HEADER.size + size]
+            self._messages.append(pickle.loads(body))
+
+    def _finished(self) -> bool:
+        return self._exited and not self._receiving
+
+    def _host_pid(self, started: tuple[Any, ...]) -> int:
+        return int(started[2])
+
+    def _write_id_maps(self) -> None:
+        __tracebackhide__ = True
+        self._pump(lambda: any(m[0] in ("userns", "error") for m in self._messages))
+        if self._message("userns") is None:
+            return  # the child failed before; wait() raises its error
+        for name, text in _identity_maps():
+            kernel.write_file(f"/proc/{self._child}/{name}", text)
+        os.write(self._pipes.go, b"1")
+
+    def kill(self) -> None:
         if self._status is not None:
             return
         if "pid" in self._plan.kinds and self._pidfd >= 0:
@@ -517,29 +723,97 @@ class IsolatedProcess:
         if self._status is None:
             _, self._status = os.waitpid(self._child, 0)
 
-    def close(self) -> None:
-        """Kill (if running), reap, close the pipes and forget the ledger record; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self.kill()
-        self._reap()
-        self._selector.close()
+    def _release(self) -> bool:
         if self._pidfd >= 0:
             os.close(self._pidfd)
-        self._pipes.close()
-        if self._record is not None:
-            self._ledger.release(self._record)
+            self._pidfd = -1
+        for fd in (self._pipes.msg, self._pipes.go):
+            os.close(fd)
+        return True
+
+
+class _SharedHelper:
+    """The session's helper, started on first use, recorded in the ledger while it runs."""
+
+    def __init__(self, led: Ledger) -> None:
+        self._ledger = led
+        self._helper: Helper | None = None
+        self._record: Record | None = None
+        self._stdin = -1
+
+    @property
+    def pid(self) -> int | None:
+        """The helper's PID, or None if it is not running."""
+        helper = self._helper
+        return helper.pid if helper is not None and helper.alive else None
+
+    def get(self) -> Helper:
+        """The running helper of this process (started now if there is none)."""
+        helper = self._helper
+        if helper is not None and helper.owner != os.getpid():
+            helper = None  # a fork of the process that started it: not ours to use
             self._record = None
+        elif helper is not None and not helper.alive:
+            self.stop()
+            helper = None
+        if helper is None:
+            helper = Helper()
+            pid = helper.start()
+            self._helper = helper
+            start = process_start_time(pid) or 0
+            self._record = self._ledger.record(
+                "process",
+                f"nsexec-{pid}",
+                pid=pid,
+                start=start,
+                target="isolated_namespaces helper",
+            )
+        return helper
+
+    def spawn(self, plan: _Plan, out: int, err: int) -> tuple[Helper, int]:
+        """Ask the helper to start ``plan``'s command writing to ``out`` and ``err``."""
+        __tracebackhide__ = True
+        assert isinstance(plan.target, list)
+        maps = _identity_maps() if "user" in plan.kinds else None
+        for attempt in (1, 2):
+            helper = self.get()
+            if self._stdin < 0:
+                self._stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            stdio = (self._stdin, out, err)
+            try:
+                rid = helper.spawn(plan.target, plan.kinds, plan.hostname, maps, stdio)
+            except HelperGone:
+                if attempt == 2:
+                    raise
+                continue  # it died since the last call: start another, once
+            return helper, rid
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """Stop the helper (it kills what it still runs) and forget its record; idempotent."""
+        helper, self._helper = self._helper, None
+        if helper is not None and helper.owner == os.getpid():
+            helper.stop()
+            if self._record is not None:
+                self._ledger.release(self._record)
+        self._record = None
+        if self._stdin >= 0:
+            os.close(self._stdin)
+            self._stdin = -1
 
 
 class NamespaceFactory:
-    """Runs targets in fresh namespaces; ``close()`` kills whatever it started that still runs."""
+    """Runs targets in fresh namespaces; ``close()`` kills whatever it started that still
+    runs (and, for the session's factory, stops the helper)."""
 
-    def __init__(self, led: Ledger, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, led: Ledger, timeout: float = DEFAULT_TIMEOUT, *, _helper: _SharedHelper | None = None
+    ) -> None:
         self._ledger = led
         self.timeout = timeout
         self._live: set[IsolatedProcess] = set()
+        self._owns_helper = _helper is None
+        self._helper = _SharedHelper(led) if _helper is None else _helper
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> NamespaceFactory:
@@ -556,8 +830,14 @@ class NamespaceFactory:
         return cls(ledger(config), timeout)
 
     def scoped(self) -> NamespaceFactory:
-        """A factory with the same settings whose ``close()`` ends only what it started."""
-        return NamespaceFactory(self._ledger, self.timeout)
+        """A factory with the same settings and helper whose ``close()`` ends only what it
+        started."""
+        return NamespaceFactory(self._ledger, self.timeout, _helper=self._helper)
+
+    @property
+    def helper_pid(self) -> int | None:
+        """The PID of the helper that starts commands, or None while none runs."""
+        return self._helper.pid
 
     def spawn(
         self,
@@ -567,16 +847,46 @@ class NamespaceFactory:
         hostname: str | None = None,
         timeout: float | None = None,
     ) -> IsolatedProcess:
-        """Start ``target`` in new namespaces of ``kinds`` and return at once."""
+        """Start ``target`` in new namespaces of ``kinds`` and return at once.
+
+        A command is started by the helper process; a callable by a fork of this process,
+        the only interpreter it can run in."""
         __tracebackhide__ = True
         plan = _check_args(target, kinds, hostname, timeout, self.timeout)
-        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        fds: list[int] = []
+        out_r, out_w = os.pipe()
         try:
-            for _ in range(4):
+            err_r, err_w = os.pipe()
+        except BaseException:
+            os.close(out_r)
+            os.close(out_w)
+            raise
+        if callable(plan.target):
+            proc: IsolatedProcess = self._fork(plan, out_r, out_w, err_r, err_w)
+        else:
+            try:
+                helper, rid = self._helper.spawn(plan, out_w, err_w)
+            except BaseException:
+                os.close(out_r)
+                os.close(err_r)
+                raise
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+            # on failure, it kills the target and closes the pipes
+            proc = _HelperProcess(plan, self._ledger, helper, rid, out_r, err_r)
+        self._live.add(proc)
+        return proc
+
+    def _fork(self, plan: _Plan, out_r: int, out_w: int, err_r: int, err_w: int) -> IsolatedProcess:
+        """Fork this process to run ``plan``'s callable; the pipes are taken over."""
+        __tracebackhide__ = True
+        fds = [out_r, out_w, err_r, err_w]
+        stdin = -1
+        try:
+            stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            for _ in range(2):
                 fds.extend(os.pipe())
-            out_r, out_w, err_r, err_w, msg_r, msg_w, go_r, go_w = fds
-            pipes = _Pipes(out_r, err_r, msg_r, go_w)
+            msg_r, msg_w, go_r, go_w = fds[4:]
             child = _ChildFds(stdin, out_w, err_w, msg_w, go_r)
             parent = os.getpid()
             pid = os.fork()
@@ -592,16 +902,16 @@ class NamespaceFactory:
                 os.close(fd)
             raise
         finally:
-            os.close(stdin)
+            if stdin >= 0:
+                os.close(stdin)
         for fd in (out_w, err_w, msg_w, go_r):
             os.close(fd)
         try:
             os.setpgid(pid, pid)  # also done by the child: whichever comes first
         except OSError:  # EACCES: it already exec'd; ESRCH: it already exited
             pass
-        proc = IsolatedProcess(plan, pid, pipes, self._ledger)  # on failure, it cleans up
-        self._live.add(proc)
-        return proc
+        # on failure, it cleans up
+        return _ForkedProcess(plan, self._ledger, pid, out_r, err_r, _ChildPipes(msg_r, go_w))
 
     def __call__(
         self,
@@ -621,9 +931,14 @@ class NamespaceFactory:
             self._live.discard(proc)
 
     def close(self) -> None:
-        """Kill and reap every process started here that still runs; idempotent."""
-        while self._live:
-            self._live.pop().close()
+        """Kill and reap every process started here that still runs; the session's
+        factory then stops the helper. Idempotent."""
+        try:
+            while self._live:
+                self._live.pop().close()
+        finally:
+            if self._owns_helper:
+                self._helper.stop()
 
 
 def _undo_process(rec: Record) -> None:
@@ -676,3 +991,10 @@ def isolated_namespaces(
     factory = isolated_namespaces_factory.scoped()
     yield factory
     factory.close()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The session fixture stops the helper; this catches a factory used without it.
+    factory = config.stash.get(NAMESPACES_KEY, None)
+    if factory is not None:
+        factory.close()

@@ -160,3 +160,38 @@ def test_fixture_and_ini_timeout_in_a_users_test_file(
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.OK
     assert "leaked" not in result.stdout.str()
+
+
+def test_removal_takes_sub_cgroups_and_processes_inside_too(cgroup_budget: CgroupBudgetFactory):
+    budget = cgroup_budget(memory="64M", pids=16)
+    sub = os.path.join(budget.path("pids"), "sub")
+    os.mkdir(sub)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    with open(os.path.join(sub, "cgroup.procs"), "w") as f:
+        f.write(str(sleeper.pid))
+    paths = set(budget.paths().values())
+    budget.close()
+    assert sleeper.wait(timeout=5) == -9
+    assert not any(os.path.exists(p) for p in [*paths, sub])
+
+
+def test_a_directory_of_that_name_already_there_is_joined_not_removed(
+    cgroup_budget: CgroupBudgetFactory, request: pytest.FixtureRequest
+):
+    with cgroup_budget(pids=4) as probe:
+        root = os.path.dirname(probe.path("memory"))
+    prefix, number = ledger(request.config).unique_name("pc").rsplit("-", 1)
+    name = f"{prefix}-{int(number) + 1}"  # what the next budget is called
+    there = os.path.join(root, name)
+    os.mkdir(there)
+    try:
+        budget = cgroup_budget(memory="48M", pids=4)
+        assert budget.name == name
+        stats = budget.stats()
+        assert (stats.memory_limit, stats.pids_limit) == (48 << 20, 4)
+        made = set(budget.paths().values()) - {there}
+        budget.close()
+        assert os.path.isdir(there)  # not made by the budget: left as it was
+        assert not any(os.path.exists(p) for p in made)
+    finally:
+        os.rmdir(there)

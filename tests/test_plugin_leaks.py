@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_containers.ledger import Ledger, Record, reap_dead, register_undoer
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.needs_root
 
@@ -206,3 +208,61 @@ def test_xdist_names_carry_the_worker_and_a_killed_worker_is_reaped(
     workers = sorted(os.listdir(seen))
     assert {w.split("-")[0] for w in workers} >= {"gw0", "gw1"}
     assert [p for w in workers for p in leftovers(f"pc-{w}-")] == []
+
+
+# ------------------------------------------------------------------ the ledger's journal
+
+
+def test_journal_holds_records_until_released(tmp_path: Path):
+    led = Ledger(tmp_path, "main-1-2")
+    first = led.record("cgroup", "pc-main-1-0", dirs=["/a"])
+    second = led.record("netns", "pc-main-1-1")
+    assert [r.name for r in led.outstanding()] == ["pc-main-1-0", "pc-main-1-1"]
+    assert led.outstanding()[0].details == {"dirs": ["/a"]}
+    led.release(first)
+    led.release(first)  # safe twice
+    lines = [json.loads(line) for line in led.journal.read_text().splitlines()]
+    assert lines == [
+        {"id": first.id, "kind": "cgroup", "name": "pc-main-1-0", "details": {"dirs": ["/a"]}},
+        {"id": second.id, "kind": "netns", "name": "pc-main-1-1", "details": {}},
+        {"release": first.id},
+    ]
+    led.close()  # one record is outstanding: the journal stays for the next session
+    assert [r.name for r in led.outstanding()] == ["pc-main-1-1"]
+    led.release(second)  # released after the end: tidied up again
+    assert not led.dir.exists()
+
+
+def test_dead_processes_journal_is_reaped_despite_a_torn_line(tmp_path: Path):
+    undone: list[str] = []
+
+    def undo(rec: Record) -> None:
+        if rec.details.get("fail"):
+            raise OSError("busy")
+        undone.append(rec.name)
+
+    register_undoer("pc-test-kind", undo)
+    dead = Ledger(tmp_path, "gw3-999999999-1")  # no such process
+    dead.record("pc-test-kind", "made")
+    dead.release(dead.record("pc-test-kind", "released"))
+    dead.record("pc-test-kind", "failing", fail=True)
+    with open(dead.journal, "a") as f:  # then it died writing its last record
+        f.write('{"id": 99, "kind": "pc-test-ki')
+    reaped, failed = reap_dead(tmp_path)
+    assert (reaped, undone) == (["pc-test-kind made"], ["made"])
+    assert failed == ["pc-test-kind failing (fail=True): busy"]
+    # the failed one is kept for the next session; the reaper's line was not torn
+    assert [r.name for r in dead.outstanding()] == ["failing"]
+    assert dead.dir.exists()
+
+
+def test_records_of_the_older_one_file_format_are_reaped(tmp_path: Path):
+    undone: list[str] = []
+    register_undoer("pc-test-kind", lambda rec: undone.append(rec.name))
+    directory = tmp_path / "main-999999999-1"
+    directory.mkdir()
+    (directory / "pc-test-kind--old.json").write_text(
+        json.dumps({"kind": "pc-test-kind", "name": "old", "details": {}})
+    )
+    assert reap_dead(tmp_path) == (["pc-test-kind old"], [])
+    assert undone == ["old"] and not directory.exists()
