@@ -297,7 +297,12 @@ def _is_v1(version: str) -> bool:
     """``1.MINOR.PATCH`` with an optional ``-suffix`` (semver, major version 1)."""
     core = version.split("-", 1)[0]
     parts = core.split(".")
-    return len(parts) == 3 and parts[0] == "1" and all(p.isdigit() for p in parts[1:])
+    return (
+        len(parts) == 3
+        and parts[0] == "1"
+        # semver: decimal numbers without leading zeros
+        and all(p.isdigit() and p.isascii() and (p == "0" or p[0] != "0") for p in parts[1:])
+    )
 
 
 def _obj(value: Any, where: str) -> dict[str, Any]:

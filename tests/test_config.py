@@ -43,6 +43,8 @@ def test_rootless_spec_parses(bundle_dir):
         ("1.0.0", True),
         ("1.1.0", True),
         ("1.0.2-dev", True),
+        ("1.00.0", False),
+        ("1.1.01", False),
         ("1.2.1", True),
         ("2.0.0", False),
         ("1.0", False),
