@@ -256,6 +256,7 @@ def _follow_progress(fd: int, proc: subprocess.Popen[bytes], cluster: Path) -> s
 
 def _serve(args: argparse.Namespace) -> int:
     from .api.server import ApiServer
+    from .controlplane import ControlPlane
     from .nodes import register_nodes
 
     logging.basicConfig(
@@ -301,6 +302,7 @@ def _serve(args: argparse.Namespace) -> int:
         say(f"error cannot register nodes: {exc}")
         server.stop()
         return 1
+    control_plane = ControlPlane(server.registry).start()  # scheduler and controllers
     say(f"ready {server.url}")
     if progress is not sys.stdout:
         progress.close()
@@ -308,6 +310,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server.serve_forever()
     finally:
+        control_plane.stop()
         server.stop()
     print("stopped", flush=True)
     return 0

@@ -137,21 +137,34 @@ class GarbageCollector:
             return False
         return meta(owner).get("uid") == ref.get("uid")
 
-    def _live_dependents(self, uid: str) -> list[tuple[ObjKey, Obj]]:
-        found = []
+    def _live_dependents(self, uid: str, namespace: str | None = None) -> list[tuple[ObjKey, Obj]]:
+        """The objects that name ``uid`` as an owner, read from the store.
+
+        The index built from watch events can lag behind the store (a dependent made
+        just before its owner is deleted): orphaning or waiting on a partial list would
+        lose a dependent, so the store is listed as well.
+        """
+        found: dict[ObjKey, Obj] = {}
         for key in self.dependents_of(uid):
-            plural, namespace, name = key
+            plural, dep_ns, name = key
             try:
-                dep = self.registry.get(plural, name, namespace=namespace)
+                dep = self.registry.get(plural, name, namespace=dep_ns)
             except NotFoundError:
                 continue
-            if any(ref.get("uid") == uid for ref in meta(dep).get("ownerReferences") or []):
-                found.append((key, dep))
-        return found
+            if _owned_by(dep, uid):
+                found[key] = dep
+        for r in _WATCHED:
+            if namespace is None and r.namespaced:
+                continue  # a cluster-scoped owner cannot have namespaced dependents
+            listed = self.registry.list(r, namespace=namespace if r.namespaced else None)
+            for dep in listed.get("items") or []:
+                if _owned_by(dep, uid):
+                    found[_key(r, dep)] = dep
+        return sorted(found.items(), key=lambda item: str(item[0]))
 
     def _foreground(self, plural: str, owner: Obj) -> Result:
         m = meta(owner)
-        remaining = self._live_dependents(m["uid"])
+        remaining = self._live_dependents(m["uid"], m.get("namespace"))
         for (dep_plural, dep_ns, dep_name), dep in remaining:
             if "deletionTimestamp" not in meta(dep):
                 try:
@@ -167,7 +180,9 @@ class GarbageCollector:
 
     def _orphan(self, plural: str, owner: Obj) -> Result:
         uid = meta(owner)["uid"]
-        for (dep_plural, dep_ns, dep_name), dep in self._live_dependents(uid):
+        for (dep_plural, dep_ns, dep_name), dep in self._live_dependents(
+            uid, meta(owner).get("namespace")
+        ):
             dm = meta(dep)
             kept = [ref for ref in dm.get("ownerReferences") or [] if ref.get("uid") != uid]
             self._set_owner_refs(dep_plural, dep_ns, dep_name, dm["uid"], kept)
@@ -340,3 +355,7 @@ class Collectors:
                 return True
             time.sleep(0.01)
         return False
+
+
+def _owned_by(obj: Obj, uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in meta(obj).get("ownerReferences") or [])
