@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from .errors import ConfigError
-
 CAPABILITIES: dict[str, int] = {
     "CAP_CHOWN": 0,
     "CAP_DAC_OVERRIDE": 1,
@@ -60,16 +58,19 @@ def last_cap() -> int:
         return max(NUMBERS)
 
 
-def mask(names: list[str], where: str) -> int:
-    """The bitmask of capability ``names``; unknown names are a ConfigError."""
-    __tracebackhide__ = True
+def mask(names: list[str], where: str, warnings: list[str]) -> int:
+    """The bitmask of the capability ``names`` this kernel knows.
+
+    config.md: a capability that cannot be granted "MUST be logged as a warning" and
+    runtimes "SHOULD NOT fail": unknown names are skipped with a warning.
+    """
     bits = 0
+    last = last_cap()
     for name in names:
         number = CAPABILITIES.get(name)
-        if number is None:
-            raise ConfigError(
-                f"{where}: unknown capability {name!r} (expected a name like 'CAP_KILL')"
-            )
+        if number is None or number > last:
+            warnings.append(f"{where}: capability {name!r} is not known to this kernel; skipped")
+            continue
         bits |= 1 << number
     return bits
 

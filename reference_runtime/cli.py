@@ -252,6 +252,8 @@ def _dispatch(args: dict[str, Any]) -> int:
     rt = Runtime(args["root"], no_pivot=bool(args.get("no_pivot")))
     if command == "create":
         state = rt.create(args["id"], args.get("bundle") or ".", pid_file=args.get("pid_file"))
+        for warning in state.warnings:
+            _log(args, "warning", warning)
         _log(args, "info", f"created {args['id']} pid {state.pid}")
     elif command == "start":
         for warning in rt.start(args["id"]):
@@ -327,7 +329,9 @@ def _run(rt: Runtime, args: dict[str, Any]) -> int:
     import _signal
 
     container_id = args["id"]
-    rt.create(container_id, args.get("bundle") or ".", pid_file=args.get("pid_file"))
+    state = rt.create(container_id, args.get("bundle") or ".", pid_file=args.get("pid_file"))
+    for warning in state.warnings:
+        _log(args, "warning", warning)
     if args.get("detach"):
         try:
             rt.start(container_id)

@@ -8,7 +8,6 @@ dataclasses; ``Config.raw`` keeps the original document for hooks and ``state``.
 from __future__ import annotations
 
 import os
-import resource
 
 from . import _lite, capabilities
 from .errors import ConfigError
@@ -108,6 +107,39 @@ class CapabilitySets:
     ambient: int
 
 
+SCHED_POLICIES = {
+    "SCHED_OTHER": 0,
+    "SCHED_FIFO": 1,
+    "SCHED_RR": 2,
+    "SCHED_BATCH": 3,
+    "SCHED_ISO": 4,
+    "SCHED_IDLE": 5,
+    "SCHED_DEADLINE": 6,
+}
+SCHED_FLAGS = {
+    "SCHED_FLAG_RESET_ON_FORK": 0x01,
+    "SCHED_FLAG_RECLAIM": 0x02,
+    "SCHED_FLAG_DL_OVERRUN": 0x04,
+    "SCHED_FLAG_KEEP_POLICY": 0x08,
+    "SCHED_FLAG_KEEP_PARAMS": 0x10,
+    "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+    "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40,
+}
+IO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
+
+@dataclass(frozen=True)
+class Scheduler:
+    policy: int
+    nice: int = 0
+    priority: int = 0
+    flags: int = 0
+    runtime: int = 0
+    deadline: int = 0
+    period: int = 0
+
+
 @dataclass(frozen=True)
 class Process:
     args: tuple[str, ...]
@@ -119,6 +151,8 @@ class Process:
     no_new_privileges: bool = False
     oom_score_adj: int | None = None
     terminal: bool = False
+    scheduler: Scheduler | None = None
+    io_priority: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,8 +206,10 @@ class Config:
     masked_paths: tuple[str, ...]
     readonly_paths: tuple[str, ...]
     rootfs_propagation: str | None
+    personality: int | None
     raw: dict[str, Any]
     text: bytes = b""
+    warnings: tuple[str, ...] = ()
 
     def namespace(self, ns_type: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -258,7 +294,8 @@ def parse_config(raw: Any, bundle: str) -> Config:
             f"linux.rootfsPropagation {propagation!r} is not one of "
             + ", ".join(sorted(_PROPAGATIONS))
         )
-    process = _process(obj.get("process"))
+    warnings: list[str] = []
+    process = _process(obj.get("process"), warnings)
     annotations = _obj(obj.get("annotations", {}), "annotations")
     for key, value in annotations.items():
         if not isinstance(value, str):
@@ -284,7 +321,9 @@ def parse_config(raw: Any, bundle: str) -> Config:
         masked_paths=_str_list(linux.get("maskedPaths", []), "linux.maskedPaths"),
         readonly_paths=_str_list(linux.get("readonlyPaths", []), "linux.readonlyPaths"),
         rootfs_propagation=propagation,
+        personality=_personality(linux.get("personality")),
         raw=obj,
+        warnings=tuple(warnings),
     )
 
 
@@ -424,7 +463,7 @@ def _mounts(value: Any) -> tuple[Mount, ...]:
     return tuple(out)
 
 
-def _process(value: Any) -> Process:
+def _process(value: Any, warnings: list[str]) -> Process:
     __tracebackhide__ = True
     proc = _obj(value, "process")
     args = proc.get("args")
@@ -463,12 +502,70 @@ def _process(value: Any) -> Process:
                 for g in _list(user.get("additionalGids", []), "process.user.additionalGids")
             ),
         ),
-        capabilities=None if caps is None else _capabilities(caps),
+        capabilities=None if caps is None else _capabilities(caps, warnings),
         rlimits=_rlimits(proc.get("rlimits", [])),
         no_new_privileges=_bool(proc.get("noNewPrivileges", False), "process.noNewPrivileges"),
         oom_score_adj=None if oom is None else _int(oom, "process.oomScoreAdj", -1000, 1000),
         terminal=terminal,
+        scheduler=_scheduler(proc.get("scheduler")),
+        io_priority=_io_priority(proc.get("ioPriority")),
     )
+
+
+def _scheduler(value: Any) -> Scheduler | None:
+    __tracebackhide__ = True
+    if value is None:
+        return None
+    sched = _obj(value, "process.scheduler")
+    policy = _str(sched.get("policy"), "process.scheduler.policy")
+    if policy not in SCHED_POLICIES:
+        raise ConfigError(
+            f"process.scheduler.policy {policy!r} is not one of {', '.join(SCHED_POLICIES)}"
+        )
+    flags = 0
+    for flag in _str_list(sched.get("flags", []), "process.scheduler.flags"):
+        if flag not in SCHED_FLAGS:
+            raise ConfigError(f"process.scheduler.flags: unknown flag {flag!r}")
+        flags |= SCHED_FLAGS[flag]
+    return Scheduler(
+        policy=SCHED_POLICIES[policy],
+        nice=_int(sched.get("nice", 0), "process.scheduler.nice", -20, 19),
+        priority=_int(sched.get("priority", 0), "process.scheduler.priority", 0, 99),
+        flags=flags,
+        runtime=_int(sched.get("runtime", 0), "process.scheduler.runtime", 0),
+        deadline=_int(sched.get("deadline", 0), "process.scheduler.deadline", 0),
+        period=_int(sched.get("period", 0), "process.scheduler.period", 0),
+    )
+
+
+def _io_priority(value: Any) -> tuple[int, int] | None:
+    __tracebackhide__ = True
+    if value is None:
+        return None
+    prio = _obj(value, "process.ioPriority")
+    io_class = _str(prio.get("class"), "process.ioPriority.class")
+    if io_class not in IO_CLASSES:
+        raise ConfigError(
+            f"process.ioPriority.class {io_class!r} is not one of {', '.join(IO_CLASSES)}"
+        )
+    return IO_CLASSES[io_class], _int(prio.get("priority", 0), "process.ioPriority.priority", 0, 7)
+
+
+def _personality(value: Any) -> int | None:
+    __tracebackhide__ = True
+    if value is None:
+        return None
+    persona = _obj(value, "linux.personality")
+    domain = _str(persona.get("domain"), "linux.personality.domain")
+    if domain not in PERSONALITY_DOMAINS:
+        raise ConfigError(
+            f"linux.personality.domain {domain!r} is not one of {', '.join(PERSONALITY_DOMAINS)}"
+        )
+    if _str_list(persona.get("flags", []), "linux.personality.flags"):
+        from .errors import UnsupportedError
+
+        raise UnsupportedError("linux.personality.flags are not supported: leave them empty")
+    return PERSONALITY_DOMAINS[domain]
 
 
 def _list(value: Any, where: str) -> list[Any]:
@@ -478,17 +575,41 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _capabilities(value: Any) -> CapabilitySets:
+def _capabilities(value: Any, warnings: list[str]) -> CapabilitySets:
     __tracebackhide__ = True
     caps = _obj(value, "process.capabilities")
     sets = {}
     for name in ("bounding", "effective", "inheritable", "permitted", "ambient"):
         where = f"process.capabilities.{name}"
-        sets[name] = capabilities.mask(list(_str_list(caps.get(name, []), where)), where)
+        sets[name] = capabilities.mask(list(_str_list(caps.get(name, []), where)), where, warnings)
     return CapabilitySets(**sets)
 
 
 _RLIMIT_INFINITY = 2**64 - 1
+# include/uapi/asm-generic/resource.h (Python's resource module lacks some of them)
+RLIMITS = {
+    name: number
+    for number, name in enumerate(
+        (
+            "RLIMIT_CPU",
+            "RLIMIT_FSIZE",
+            "RLIMIT_DATA",
+            "RLIMIT_STACK",
+            "RLIMIT_CORE",
+            "RLIMIT_RSS",
+            "RLIMIT_NPROC",
+            "RLIMIT_NOFILE",
+            "RLIMIT_MEMLOCK",
+            "RLIMIT_AS",
+            "RLIMIT_LOCKS",
+            "RLIMIT_SIGPENDING",
+            "RLIMIT_MSGQUEUE",
+            "RLIMIT_NICE",
+            "RLIMIT_RTPRIO",
+            "RLIMIT_RTTIME",
+        )
+    )
+}
 
 
 def _rlimits(value: Any) -> tuple[Rlimit, ...]:
@@ -498,8 +619,8 @@ def _rlimits(value: Any) -> tuple[Rlimit, ...]:
     for i, item in enumerate(_list(value, "process.rlimits")):
         entry = _obj(item, f"process.rlimits[{i}]")
         name = _str(entry.get("type"), f"process.rlimits[{i}].type")
-        number = getattr(resource, name, None) if name.startswith("RLIMIT_") else None
-        if not isinstance(number, int):
+        number = RLIMITS.get(name)
+        if number is None:
             raise ConfigError(f"process.rlimits[{i}].type {name!r} is not a known RLIMIT_ name")
         if name in seen:
             raise ConfigError(f"process.rlimits lists {name} twice")

@@ -101,6 +101,7 @@ class Creation:
             rootfs=config.root_path,
             poststart=config.raw.get("hooks", {}).get("poststart", []),
             poststop=config.raw.get("hooks", {}).get("poststop", []),
+            warnings=list(config.warnings),
         )
         self.manager = cgroups.new_manager(config.cgroups_path or default_cgroups_path(self.id))
         self.manager.create(config.resources)

@@ -171,6 +171,7 @@ def init_main(plan: Plan) -> None:
         except OSError:  # may only be reachable as the container user: retried at exec
             pass
         env = process.environment(config.process)
+        process.apply_scheduling(config.process, config.personality)
         process.finalize(config.process)
         channel.send("ready")
         channel.sock.close()

@@ -71,6 +71,10 @@ CLONE_INTO_CGROUP = 0x200000000
 _SIGCHLD = 17
 
 _SYS_CLONE3 = 435
+_SYS_SCHED_SETATTR = 314
+_SYS_IOPRIO_SET = 251
+_SYS_PERSONALITY = 135
+_IOPRIO_WHO_PROCESS = 1
 _SYS_PIVOT_ROOT = 155  # x86_64
 _SYS_CAPSET = 126
 _SYS_CAPGET = 125
@@ -295,6 +299,51 @@ def fork_into_cgroup(cgroup_fd: int) -> int:
     if pid < 0:
         raise OSError(err, f"clone3(CLONE_INTO_CGROUP): {os.strerror(err)}")
     return int(pid)
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("sched_policy", ctypes.c_uint32),
+        ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32),
+        ("sched_priority", ctypes.c_uint32),
+        ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64),
+        ("sched_period", ctypes.c_uint64),
+    ]
+
+
+def sched_setattr(
+    policy: int, nice: int, priority: int, flags: int, runtime: int, deadline: int, period: int
+) -> None:
+    """sched_setattr(2) for the calling thread."""
+    attr = _SchedAttr(
+        ctypes.sizeof(_SchedAttr), policy, flags, nice, priority, runtime, deadline, period
+    )
+    _syscall(
+        _SYS_SCHED_SETATTR,
+        ctypes.c_int(0),
+        ctypes.byref(attr),
+        ctypes.c_uint(0),
+        what="sched_setattr",
+    )
+
+
+def ioprio_set(io_class: int, priority: int) -> None:
+    """ioprio_set(2) for the calling process."""
+    value = (io_class << 13) | priority
+    _syscall(
+        _SYS_IOPRIO_SET,
+        ctypes.c_int(_IOPRIO_WHO_PROCESS),
+        ctypes.c_int(0),
+        ctypes.c_int(value),
+        what="ioprio_set",
+    )
+
+
+def personality(persona: int) -> None:
+    _syscall(_SYS_PERSONALITY, ctypes.c_ulong(persona), what="personality")
 
 
 def loopback_up() -> None:

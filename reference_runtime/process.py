@@ -54,6 +54,32 @@ def apply_limits(pid: int, rlimits: tuple[Rlimit, ...], oom_score_adj: int | Non
             raise ProcessError(f"cannot set oomScoreAdj {oom_score_adj}: {exc.strerror}") from None
 
 
+def apply_scheduling(process: Process, persona: int | None) -> None:
+    """The scheduler policy, I/O priority and personality (in the container process,
+    before it drops the capabilities some of them need)."""
+    __tracebackhide__ = True
+    try:
+        sched = process.scheduler
+        if sched is not None:
+            kernel.sched_setattr(
+                sched.policy,
+                sched.nice,
+                sched.priority,
+                sched.flags,
+                sched.runtime,
+                sched.deadline,
+                sched.period,
+            )
+        if process.io_priority is not None:
+            kernel.ioprio_set(*process.io_priority)
+        if persona is not None:
+            kernel.personality(persona)
+    except OSError as exc:
+        raise ProcessError(
+            f"cannot apply the process's scheduling settings: {exc.args[1]}"
+        ) from None
+
+
 def finalize(process: Process) -> None:
     """Drop to the configured user and capabilities (in the container process)."""
     __tracebackhide__ = True

@@ -73,6 +73,7 @@ class State:
     rootfs: str = ""
     poststart: list[dict[str, Any]] = field(default_factory=list)
     poststop: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def spec_state(self) -> dict[str, Any]:
         """The state document of runtime-spec ``runtime.md``."""

@@ -248,3 +248,13 @@ def test_cli_parser():
     ):
         with pytest.raises(cli.UsageError, match=message):
             cli.parse(bad)
+
+
+def test_an_unknown_capability_is_a_warning_not_an_error(bundle_dir):
+    # config.md: not grantable -> "MUST be logged as a warning", runtimes "SHOULD NOT fail"
+    config = parse_config(
+        _edit("process.capabilities.bounding", ["CAP_KILL", "CAP_FLY"]), str(bundle_dir)
+    )
+    assert config.process.capabilities is not None
+    assert config.process.capabilities.bounding == 1 << 5
+    assert any("'CAP_FLY'" in w and "skipped" in w for w in config.warnings)

@@ -79,7 +79,6 @@ BAD_CONFIGS = [
     ("no-args", _set("process.args", []), "process.args must be a non-empty list"),
     ("bad-env", _set("process.env", ["NOEQUALS"]), "not of the form KEY=VALUE"),
     ("relative-cwd", _set("process.cwd", "tmp"), "must be an absolute path"),
-    ("bad-cap", _set("process.capabilities.bounding", ["CAP_FLY"]), "unknown capability 'CAP_FLY'"),
     (
         "bad-rlimit",
         _set("process.rlimits", [{"type": "RLIMIT_NOPE", "soft": 1, "hard": 1}]),
