@@ -25,11 +25,14 @@ report module turns into HTML and JSON.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .errors import NotApplicableError
 
 LEVELS = ("MUST", "SHOULD", "MAY")
 NOT_APPLICABLE_PREFIX = "not applicable: "
@@ -218,11 +221,25 @@ def pytest_collection_modifyitems(
     items[:] = kept
 
 
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     # travels with the report to the controller under xdist
     ids = item.stash.get(REQUIREMENTS_OF_KEY, ())
-    if ids:
+    if ids and call.when == "setup":
         item.user_properties.append(("requirements", list(ids)))
+    report = yield
+    # an adapter's NotApplicableError, raised anywhere in the test: "not applicable"
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, NotApplicableError):
+        report.outcome = "skipped"
+        report.longrepr = (
+            str(item.path),
+            item.location[1] or 0,
+            NOT_APPLICABLE_PREFIX + error.reason,
+        )
+    return report
 
 
 def _outcome_of(report: pytest.TestReport) -> tuple[str, str]:

@@ -117,7 +117,8 @@ class ContainerFactory:
                 "or container(['sleep', '30'], hostname='web')"
             )
         adapter = self.adapter
-        cid = self.ledger.unique_name("pc")
+        # prefix-free: runsc finds a container by any unique prefix of its ID
+        cid = self.ledger.unique_name("pc") + "-c"
         if bundle is None:
             bundle = self.make_bundle(directory, command or ["sleep", "3600"], **args)
         handle = Container.prepare(adapter, cid, Path(bundle), directory)

@@ -89,6 +89,12 @@ def test_results_are_gathered_by_requirement(project):
             @pytest.mark.requirement("T-TWO")
             def test_two():
                 not_applicable("no created state")
+
+            @pytest.mark.requirement("T-TWO")
+            def test_two_by_adapter():
+                from pytest_containers.errors import NotApplicableError
+
+                raise NotApplicableError("hooks", "no created state")
             """
         )
     )
