@@ -211,6 +211,17 @@ class Creation:
             self.manager.destroy()
         if self.made_dir:
             remove_state_dir(self.state_dir)
+        if self.init_pid and self.config.hooks.poststop:
+            # A failed create continues the lifecycle at delete, whose poststop hooks
+            # run (runtime.md "Lifecycle"); their own failures are only warnings.
+            state = {
+                "ociVersion": self.config.oci_version,
+                "id": self.id,
+                "status": "stopped",
+                "bundle": self.config.bundle,
+                "annotations": self.config.annotations,
+            }
+            hooks.run_all_warn(self.config.hooks.poststop, state, "poststop")
 
 
 def create(

@@ -144,7 +144,8 @@ def init_main(plan: Plan) -> None:
         go = channel.recv()
         if go.get("t") != "go":
             os._exit(1)
-        state: dict[str, Any] = go["state"]
+        # hooks run here, in the container's pid namespace, see its own view of the pid
+        state: dict[str, Any] = {**go["state"], "pid": os.getpid()}
         if config.new_namespace("cgroup"):
             kernel.unshare(kernel.CLONE_NEWCGROUP)
         if config.hostname is not None:

@@ -32,6 +32,7 @@ class Runtime:
     ) -> None:
         self.store = StateStore(root)
         self.no_pivot = no_pivot
+        self._exit_status: dict[str, int] = {}  # collected by wait(), for later calls
 
     @property
     def root(self) -> str:
@@ -65,7 +66,9 @@ class Runtime:
 
     def delete(self, container_id: str, force: bool = False) -> list[str]:
         """Remove the container; returns poststop hook warnings."""
-        return _delete.delete(self.store, container_id, force)
+        warnings = _delete.delete(self.store, container_id, force)
+        self._exit_status.pop(container_id, None)
+        return warnings
 
     def list(self) -> list[State]:
         states = []
@@ -98,6 +101,8 @@ class Runtime:
         can collect the status; from any other process this raises ``StateError``
         once the container has stopped.
         """
+        if container_id in self._exit_status:
+            return self._exit_status[container_id]
         state = self.store.load(container_id)
         if state.status == Status.CREATING:
             raise StateError(f"container {container_id!r} is still being created")
@@ -118,9 +123,9 @@ class Runtime:
             if not wait_gone(state.pid, timeout, state.init_start_time):
                 raise TimeoutError(f"container {container_id!r} still running after {timeout}s")
             _, status = os.waitpid(state.pid, 0)
-        if os.WIFSIGNALED(status):
-            return 128 + os.WTERMSIG(status)
-        return os.WEXITSTATUS(status)
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        self._exit_status[container_id] = code
+        return code
 
     def run(
         self,
