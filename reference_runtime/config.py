@@ -207,6 +207,7 @@ class Config:
     readonly_paths: tuple[str, ...]
     rootfs_propagation: str | None
     personality: int | None
+    time_offsets: str
     raw: dict[str, Any]
     text: bytes = b""
     warnings: tuple[str, ...] = ()
@@ -284,6 +285,12 @@ def parse_config(raw: Any, bundle: str) -> Config:
         if value is not None and len(value.encode()) > 64:
             raise ConfigError(f"{name} {value!r} is longer than 64 bytes")
     sysctl = _sysctl(linux.get("sysctl", {}), new_ns)
+    for unsupported in ("seccomp", "intelRdt"):
+        if linux.get(unsupported):
+            from .errors import UnsupportedError
+
+            # applying none of it silently would break the spec's MUST; say so instead
+            raise UnsupportedError(f"linux.{unsupported} is not supported by this runtime")
     resources = _obj(linux.get("resources", {}), "linux.resources")
     cgroups_path = _opt_str(linux.get("cgroupsPath"), "linux.cgroupsPath")
     if cgroups_path is not None and ".." in cgroups_path.split("/"):
@@ -318,10 +325,11 @@ def parse_config(raw: Any, bundle: str) -> Config:
         resources=resources,
         devices=_devices(linux.get("devices", [])),
         sysctl=sysctl,
-        masked_paths=_str_list(linux.get("maskedPaths", []), "linux.maskedPaths"),
-        readonly_paths=_str_list(linux.get("readonlyPaths", []), "linux.readonlyPaths"),
+        masked_paths=_abs_list(linux.get("maskedPaths", []), "linux.maskedPaths"),
+        readonly_paths=_abs_list(linux.get("readonlyPaths", []), "linux.readonlyPaths"),
         rootfs_propagation=propagation,
         personality=_personality(linux.get("personality")),
+        time_offsets=_time_offsets(linux.get("timeOffsets"), new_ns),
         raw=obj,
         warnings=tuple(warnings),
     )
@@ -390,6 +398,15 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _abs_list(value: Any, where: str) -> tuple[str, ...]:
+    __tracebackhide__ = True
+    paths = _str_list(value, where)
+    for path in paths:
+        if not path.startswith("/"):
+            raise ConfigError(f"{where} entry {path!r} must be an absolute path")
+    return paths
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
@@ -415,6 +432,8 @@ def _namespaces(value: Any) -> tuple[Namespace, ...]:
             raise ConfigError(f"linux.namespaces lists {ns_type!r} twice")
         seen.add(ns_type)
         path = _opt_str(entry.get("path"), f"linux.namespaces[{i}].path")
+        if path and not os.path.isabs(path):
+            raise ConfigError(f"linux.namespaces[{i}].path {path!r} must be an absolute path")
         if path is not None and not os.path.exists(path):
             raise ConfigError(f"linux.namespaces[{i}].path {path} does not exist")
         out.append(Namespace(ns_type, path or None))
@@ -447,13 +466,24 @@ def _mounts(value: Any) -> tuple[Mount, ...]:
         entry = _obj(item, f"mounts[{i}]")
         dest = _str(entry.get("destination"), f"mounts[{i}].destination")
         if not dest.startswith("/"):
-            raise ConfigError(f"mounts[{i}].destination {dest!r} must be an absolute path")
+            # config.md: a relative destination is taken relative to "/"
+            dest = "/" + dest
         mount = Mount(
             destination=os.path.normpath(dest),
             type=_opt_str(entry.get("type"), f"mounts[{i}].type"),
             source=_opt_str(entry.get("source"), f"mounts[{i}].source"),
             options=_str_list(entry.get("options", []), f"mounts[{i}].options"),
         )
+        if (
+            entry.get("uidMappings")
+            or entry.get("gidMappings")
+            or {"idmap", "ridmap"} & set(mount.options)
+        ):
+            from .errors import UnsupportedError
+
+            raise UnsupportedError(
+                f"mounts[{i}] ({dest}): idmapped mounts are not supported by this runtime"
+            )
         if mount.is_bind:
             if not mount.source:
                 raise ConfigError(f"mounts[{i}] ({dest}) is a bind mount without a source")
@@ -549,6 +579,26 @@ def _io_priority(value: Any) -> tuple[int, int] | None:
             f"process.ioPriority.class {io_class!r} is not one of {', '.join(IO_CLASSES)}"
         )
     return IO_CLASSES[io_class], _int(prio.get("priority", 0), "process.ioPriority.priority", 0, 7)
+
+
+def _time_offsets(value: Any, new_ns: set[str]) -> str:
+    """``linux.timeOffsets`` as the lines of /proc/self/timens_offsets ("" for none)."""
+    __tracebackhide__ = True
+    if not value:
+        return ""
+    offsets = _obj(value, "linux.timeOffsets")
+    if "time" not in new_ns:
+        raise ConfigError("linux.timeOffsets needs a new time namespace in linux.namespaces")
+    lines = []
+    for clock, entry in offsets.items():
+        if clock not in ("monotonic", "boottime"):
+            raise ConfigError(f"linux.timeOffsets: unknown clock {clock!r} (monotonic or boottime)")
+        where = f"linux.timeOffsets.{clock}"
+        entry = _obj(entry, where)
+        secs = _int(entry.get("secs", 0), f"{where}.secs")
+        nanos = _int(entry.get("nanosecs", 0), f"{where}.nanosecs", 0, 999_999_999)
+        lines.append(f"{clock} {secs} {nanos}\n")
+    return "".join(lines)
 
 
 def _personality(value: Any) -> int | None:
@@ -673,7 +723,7 @@ def parse_hooks(value: Any, key: str) -> tuple[Hook, ...]:
 
 def _devices(value: Any) -> tuple[Device, ...]:
     __tracebackhide__ = True
-    out = []
+    out: list[Device] = []
     for i, item in enumerate(_list(value, "linux.devices")):
         entry = _obj(item, f"linux.devices[{i}]")
         path = _str(entry.get("path"), f"linux.devices[{i}].path")
@@ -687,6 +737,8 @@ def _devices(value: Any) -> tuple[Device, ...]:
         mode = entry.get("fileMode")
         uid = entry.get("uid")
         gid = entry.get("gid")
+        if any(d.path == os.path.normpath(path) for d in out):
+            raise ConfigError(f"linux.devices lists {path} twice")
         out.append(
             Device(
                 path=os.path.normpath(path),

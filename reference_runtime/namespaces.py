@@ -101,6 +101,12 @@ def enter_all(
         enter(KINDS[ns_type], fds.get(ns_type))
         if ns_type == "user" and ns.path is None:
             on_new_user_namespace()
+        if ns_type == "time" and ns.path is None and config.time_offsets:
+            # before any process lives in it: the kernel refuses offsets afterwards
+            try:
+                kernel.write_file("/proc/self/timens_offsets", config.time_offsets)
+            except OSError as exc:
+                raise NamespaceError(f"cannot set linux.timeOffsets: {exc.strerror}") from None
 
 
 def write_id_mappings(

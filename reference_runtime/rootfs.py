@@ -52,6 +52,10 @@ _FLAGS: dict[str, tuple[bool, int]] = {
     "rbind": (False, kernel.MS_BIND | kernel.MS_REC),
     "nosymfollow": (False, kernel.MS_NOSYMFOLLOW),
     "lazytime": (False, kernel.MS_LAZYTIME),
+    "silent": (False, kernel.MS_SILENT),
+    "loud": (True, kernel.MS_SILENT),
+    "iversion": (False, kernel.MS_I_VERSION),
+    "noiversion": (True, kernel.MS_I_VERSION),
 }
 
 PROPAGATION: dict[str, int] = {
@@ -85,22 +89,29 @@ class MountOptions:
     flags: int
     propagation: tuple[int, ...]
     data: str
+    cleared: int = 0  # flags the options clear explicitly ("rw", "suid", "exec"...)
 
 
 def parse_options(options: tuple[str, ...]) -> MountOptions:
     """Split a mount's ``options`` into mount(2) flags, propagation changes and data."""
     flags = 0
+    cleared = 0
     propagation = []
     data = []
     for option in options:
         if option in _FLAGS:
             clear, flag = _FLAGS[option]
-            flags = flags & ~flag if clear else flags | flag
+            if clear:
+                flags &= ~flag
+                cleared |= flag
+            else:
+                flags |= flag
+                cleared &= ~flag
         elif option in PROPAGATION:
             propagation.append(PROPAGATION[option])
         elif option not in _IGNORED:
             data.append(option)
-    return MountOptions(flags, tuple(propagation), ",".join(data))
+    return MountOptions(flags, tuple(propagation), ",".join(data), cleared)
 
 
 _DEFAULT_DEVICES = (
@@ -224,8 +235,9 @@ def _kept_flags(path: str) -> int:
     return sum(ms for st_flag, ms in _LOCKED if vfs.f_flag & st_flag)
 
 
-def _remount_bind(target: str, flags: int) -> None:
-    _mount(None, target, None, kernel.MS_BIND | kernel.MS_REMOUNT | _kept_flags(target) | flags)
+def _remount_bind(target: str, flags: int, cleared: int = 0) -> None:
+    kept = _kept_flags(target) & ~cleared
+    _mount(None, target, None, kernel.MS_BIND | kernel.MS_REMOUNT | kept | flags)
 
 
 def mount_one(
@@ -241,8 +253,9 @@ def mount_one(
         _ensure_target(target, source)
         _mount(source, target, None, opts.flags & (kernel.MS_BIND | kernel.MS_REC) | kernel.MS_BIND)
         extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
-        if extra:
-            _remount_bind(target, extra)
+        if extra or opts.cleared:
+            # a bind takes the source's flags; only a remount sets or clears them
+            _remount_bind(target, extra, opts.cleared)
     else:
         _ensure_target(target, None)
         _mount(mount.source, target, mount.type, opts.flags, opts.data)

@@ -100,7 +100,12 @@ def _edit(path: str, value: Any) -> dict[str, Any]:
             [{"path": "/etc/x", "type": "c", "major": 1, "minor": 3}],
             "must be under /dev",
         ),
-        ("mounts", [{"destination": "relative", "type": "tmpfs"}], "absolute path"),
+        ("linux.maskedPaths", ["proc/kcore"], "must be an absolute path"),
+        (
+            "linux.namespaces",
+            [{"type": "mount"}, {"type": "network", "path": "run/netns/x"}],
+            "absolute path",
+        ),
         ("mounts", [{"destination": "/x", "type": "bind"}], "without a source"),
         ("hooks", {"prestart": [{"path": "relative"}]}, "must be absolute"),
         ("annotations", {"a": 1}, "must be a string"),
@@ -119,6 +124,18 @@ def test_hostname_without_uts_namespace(bundle_dir):
     ]
     with pytest.raises(ConfigError, match="new uts namespace"):
         parse_config(config, str(bundle_dir))
+
+
+def test_a_relative_mount_destination_is_relative_to_root(bundle_dir):
+    config = parse_config(
+        _edit("mounts", [{"destination": "mnt/x", "type": "tmpfs"}]), str(bundle_dir)
+    )
+    assert config.mounts[0].destination == "/mnt/x"
+
+
+def test_seccomp_is_refused_rather_than_ignored(bundle_dir):
+    with pytest.raises(UnsupportedError, match=r"linux\.seccomp is not supported"):
+        parse_config(_edit("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW"}), str(bundle_dir))
 
 
 def test_terminal_is_unsupported(bundle_dir):

@@ -67,6 +67,10 @@ DEFAULT_ALLOWED: tuple[DeviceRule, ...] = (
     DeviceRule(True, "c", 5, 0),  # /dev/tty
     DeviceRule(True, "c", 5, 2),  # /dev/ptmx
     DeviceRule(True, "c", 136, None),  # /dev/pts/*
+    # mknod of any node, as runc and crun allow: the runtime creates linux.devices
+    # inside the container after it has joined its cgroup; using them is still denied
+    DeviceRule(True, "c", None, None, "m"),
+    DeviceRule(True, "b", None, None, "m"),
 )
 """The runtime-spec's default devices (config-linux.md, "Default Devices")."""
 
