@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -25,11 +24,12 @@ from typing import Any
 
 import pytest
 
-from pytest_containers.adapters import CREATED_PROCESS
 from pytest_containers.adapters.handle import Container
-from pytest_containers.errors import ContainerNotFoundError, ContainersError, NotApplicableError
+from pytest_containers.errors import ContainersError
 from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
+
+from ._support import create_error, edit_config, expressible, shell, start
 
 Config = dict[str, Any]
 Edit = Callable[[Config], None]
@@ -51,70 +51,6 @@ FIFO = "fifo"
 
 
 # --------------------------------------------------------------------------- support
-
-
-@contextlib.contextmanager
-def expressible() -> Iterator[None]:
-    """What the adapter cannot express is reported as not applicable, never as passed."""
-    __tracebackhide__ = True
-    try:
-        yield
-    except NotApplicableError as exc:
-        not_applicable(exc.reason)
-
-
-def edit_config(path: Path, *edits: Edit) -> Path:
-    """Apply ``edits`` to the bundle's config.json; returns the bundle directory."""
-    config_file = path / "config.json"
-    config = json.loads(config_file.read_text())
-    for edit in edits:
-        edit(config)
-    config_file.write_text(json.dumps(config, indent=2))
-    return path
-
-
-def start(container: Callable[..., Container], path: Path) -> Container:
-    __tracebackhide__ = True
-    with expressible():
-        return container(bundle=path)
-
-
-def shell(c: Container, script: str) -> str:
-    """Run ``script`` in the container; its stdout (a non-zero exit fails the test)."""
-    __tracebackhide__ = True
-    result = c.exec(["sh", "-c", script])
-    assert result.exit_code == 0, (
-        f"`sh -c {script!r}` exited {result.exit_code}: {result.stderr.strip()}"
-    )
-    return result.stdout
-
-
-def create_error(factory: ContainerFactory, path: Path, what: str) -> str:
-    """Creating a container from ``path`` must fail; returns the runtime's message.
-
-    Where the adapter makes no process at create (a Docker Engine), the runtime's
-    create happens at start, so a refused start counts. Whatever was made is deleted.
-    """
-    __tracebackhide__ = True
-    adapter = factory.adapter
-    # "-c": runsc looks containers up by ID prefix, and pc-...-2 is a prefix of pc-...-23
-    cid = factory.ledger.unique_name("pc") + "-c"
-    try:
-        with expressible():
-            try:
-                adapter.create(cid, path)
-                if CREATED_PROCESS in adapter.unsupported:
-                    adapter.start(cid)
-            except NotApplicableError:
-                raise
-            except ContainersError as exc:
-                return str(exc)
-        raise AssertionError(f"create succeeded with {what}; the spec requires an error")
-    finally:
-        try:
-            adapter.delete(cid, force=True)
-        except ContainerNotFoundError:  # refused at create: nothing was made
-            pass
 
 
 class SharedContainers:

@@ -52,6 +52,8 @@ from pytest_containers.netns import NetnsFactory
 from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
 
+from ._support import add_capabilities, edit_config, expressible, shell
+
 Config = dict[str, Any]
 Edit = Callable[[Config], None]
 
@@ -67,41 +69,11 @@ WAIT = 10.0
 # --------------------------------------------------------------------------- support
 
 
-@contextlib.contextmanager
-def expressible() -> Iterator[None]:
-    """What the adapter cannot express is reported as not applicable, never as passed."""
-    __tracebackhide__ = True
-    try:
-        yield
-    except NotApplicableError as exc:
-        not_applicable(exc.reason)
-
-
 def needs(adapter: RuntimeAdapter, feature: str) -> None:
     """``require``, reported as not applicable."""
     __tracebackhide__ = True
     with expressible():
         require(adapter, feature)
-
-
-def edit_config(path: Path, *edits: Edit) -> Path:
-    """Apply ``edits`` to the bundle's config.json; returns the bundle directory."""
-    config_file = path / "config.json"
-    config = json.loads(config_file.read_text())
-    for edit in edits:
-        edit(config)
-    config_file.write_text(json.dumps(config, indent=2))
-    return path
-
-
-def shell(c: Container, script: str) -> str:
-    """Run ``script`` in the container; its stdout (a non-zero exit fails the test)."""
-    __tracebackhide__ = True
-    result = c.exec(["sh", "-c", script])
-    assert result.exit_code == 0, (
-        f"`sh -c {script!r}` exited {result.exit_code}: {result.stderr.strip()}"
-    )
-    return result.stdout
 
 
 def create_error(
@@ -229,15 +201,6 @@ def running(factory: ContainerFactory, directory: Path, path: Path) -> Iterator[
         yield handle
     finally:
         factory.remove(handle)
-
-
-def add_capabilities(*names: str) -> Edit:
-    def edit(config: Config) -> None:
-        caps = config["process"].setdefault("capabilities", {})
-        for kind in ("bounding", "effective", "permitted"):
-            caps[kind] = sorted({*caps.get(kind, []), *names})
-
-    return edit
 
 
 def namespaces(*kinds: str, **paths: str) -> Edit:
