@@ -305,6 +305,8 @@ def parse_config(raw: Any, bundle: str) -> Config:
     process = _process(obj.get("process"), warnings)
     annotations = _obj(obj.get("annotations", {}), "annotations")
     for key, value in annotations.items():
+        if not key:
+            raise ConfigError("annotations: a key must not be empty")
         if not isinstance(value, str):
             raise ConfigError(f"annotations[{key!r}] must be a string")
     return Config(
@@ -342,7 +344,12 @@ _PROPAGATIONS = frozenset(
 
 def _is_v1(version: str) -> bool:
     """``1.MINOR.PATCH`` with an optional ``-suffix`` (semver, major version 1)."""
-    core = version.split("-", 1)[0]
+    core, _, pre = version.partition("-")
+    if pre and not all(
+        ident and (not ident.isdigit() or ident == "0" or ident[0] != "0")
+        for ident in pre.split(".")
+    ):
+        return False
     parts = core.split(".")
     return (
         len(parts) == 3
@@ -505,7 +512,7 @@ def _process(value: Any, warnings: list[str]) -> Process:
     for item in env:
         if "=" not in item:
             raise ConfigError(f"process.env entry {item!r} is not of the form KEY=VALUE")
-    cwd = _str(proc.get("cwd", "/"), "process.cwd")
+    cwd = _str(proc.get("cwd"), "process.cwd")  # REQUIRED (config.md)
     if not cwd.startswith("/"):
         raise ConfigError(f"process.cwd {cwd!r} must be an absolute path")
     terminal = _bool(proc.get("terminal", False), "process.terminal")

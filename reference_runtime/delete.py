@@ -35,7 +35,11 @@ def delete(store: StateStore, container_id: str, force: bool = False) -> list[st
         if state.pid:
             reap_if_child(state.pid)
         if state.cgroup:
-            cgroups.manager_from_dict(state.cgroup).destroy()
+            manager = cgroups.manager_from_dict(state.cgroup)
+            # A cgroup this container joined but did not make may hold other
+            # containers (a shared cgroupsPath): leave it and its processes alone.
+            if manager.created:
+                manager.destroy()
         state.status = Status.STOPPED
         remove_state_dir(store.dir(container_id))
     if not state.poststop:
