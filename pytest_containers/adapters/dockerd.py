@@ -26,9 +26,17 @@ START_TIMEOUT = 30.0
 
 
 def _cgroup_dirs(parent: str) -> list[Path]:
+    """Where dockerd made ``--cgroup-parent``: at each hierarchy's root, or below its
+    own cgroup there (a relative parent: here the memory hierarchy puts us below /)."""
     root = Path("/sys/fs/cgroup")
     candidates = [root / parent] + [d / parent for d in root.iterdir() if d.is_dir()]
-    return [d for d in candidates if d.is_dir()]
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            name = controllers.replace("name=", "") or "unified"
+            for base in (root / name, root):
+                candidates.append(base / path.lstrip("/") / parent)
+    return sorted({d for d in candidates if d.is_dir()}, key=lambda d: -len(d.parts))
 
 
 def _mounts_under(base: Path) -> list[str]:
