@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 
+from reference_runtime.state import process_start_time
+
 DEFAULT_ROOT = Path("/run/pytest-containers/ledger")
 JOURNAL = "journal.json"
 """The journal's name in a process's directory (JSON Lines; ``*.json`` so that "no
@@ -54,18 +56,6 @@ def register_undoer(kind: str, undo: Undoer) -> None:
 def undoer_for(kind: str) -> Undoer | None:
     """The undoer registered for ``kind``, if any (the leak check uses it to clean up)."""
     return _UNDOERS.get(kind)
-
-
-def process_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat; None if the process is gone or a zombie."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
 
 
 def worker_id(config: pytest.Config | None = None) -> str:

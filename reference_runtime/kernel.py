@@ -205,13 +205,6 @@ def capbset_drop(cap: int) -> None:
     prctl(PR_CAPBSET_DROP, cap)
 
 
-def capbset_read(cap: int) -> bool:
-    try:
-        return prctl(PR_CAPBSET_READ, cap) == 1
-    except OSError:
-        return False
-
-
 def ambient_raise(cap: int) -> None:
     prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
 

@@ -120,8 +120,3 @@ def write_id_mappings(
             kernel.write_file(f"/proc/{pid}/{name}", text)
         except OSError as exc:
             raise NamespaceError(f"cannot write {name} {text.strip()!r}: {exc.strerror}") from None
-
-
-def identity(pid: int | str, ns_type: str) -> str:
-    """The namespace's identity, e.g. ``'pid:[4026532281]'``, as /proc shows it."""
-    return os.readlink(f"/proc/{pid}/ns/{KINDS[ns_type].proc_name}")

@@ -112,9 +112,6 @@ class StateStore:
     def dir(self, container_id: str) -> str:
         return os.path.join(self.root, container_id)
 
-    def exists(self, container_id: str) -> bool:
-        return os.path.exists(os.path.join(self.root, container_id, STATE_FILE))
-
     def load(self, container_id: str) -> State:
         __tracebackhide__ = True
         path = os.path.join(self.root, container_id, STATE_FILE)

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import os
 import select
-import time
 
 from .state import process_start_time
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 
 def wait_gone(pid: int, timeout: float | None, start_time: int | None = None) -> bool:
@@ -39,15 +34,3 @@ def reap_if_child(pid: int) -> int | None:
     except ChildProcessError:  # not our child, or already reaped
         return None
     return status if waited == pid else None
-
-
-def poll_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.002) -> bool:
-    """Call ``predicate()`` until it is true or ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-        interval = min(interval * 2, 0.05)
