@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pytest_containers.adapters import CREATED_PROCESS
+from pytest_containers.adapters import CREATED_PROCESS, RuntimeAdapter, require
 from pytest_containers.adapters.handle import Container
 from pytest_containers.errors import ContainerNotFoundError, ContainersError, NotApplicableError
 from pytest_containers.requirements import not_applicable
@@ -89,3 +89,24 @@ def add_capabilities(*names: str) -> Edit:
             caps[kind] = sorted({*caps.get(kind, []), *names})
 
     return edit
+
+
+@contextlib.contextmanager
+def refused(requirement: str, what: str) -> Iterator[None]:
+    """The verb in the block must fail with an error of the adapter."""
+    __tracebackhide__ = True
+    try:
+        yield
+    except ContainersError:
+        return
+    raise AssertionError(f"{requirement}: {what} succeeded; the spec requires an error")
+
+
+def needs(adapter: RuntimeAdapter, *features: str) -> None:
+    """End the test as not applicable unless ``adapter`` expresses every feature."""
+    __tracebackhide__ = True
+    for feature in features:
+        try:
+            require(adapter, feature)
+        except NotApplicableError as exc:
+            not_applicable(exc.reason)

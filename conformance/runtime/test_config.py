@@ -37,9 +37,11 @@ from hypothesis import Phase, given, reject, settings
 from hypothesis import strategies as st
 
 from pytest_containers.adapters import RuntimeAdapter, bundle_config
-from pytest_containers.errors import ContainersError, NotApplicableError, RuntimeCommandError
+from pytest_containers.errors import ContainersError, RuntimeCommandError
 from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
+
+from ._support import expressible
 
 # ---------------------------------------------------------------- spec objects
 
@@ -183,16 +185,6 @@ FEWER = settings(FIRST_FAILURE, max_examples=max(1, round(settings().max_example
 # ---------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def _expressible() -> Iterator[None]:
-    """What the adapter cannot express is reported as not applicable, never passed."""
-    __tracebackhide__ = True
-    try:
-        yield
-    except NotApplicableError as exc:
-        not_applicable(exc.reason)
-
-
 def _docker_reads_config(adapter: RuntimeAdapter) -> None:
     __tracebackhide__ = True
     if adapter.name == "docker":
@@ -280,7 +272,7 @@ def _assert_refused(factory: ContainerFactory, bundle: Path, rootfs: Path, what:
     refused create leaves behind is judged by RT-OWN-BADCONFIG-2's own test; here it is
     only removed.)"""
     __tracebackhide__ = True
-    with _expressible():
+    with expressible():
         attempt = _attempt(factory, bundle, rootfs)
     assert attempt.refused_by, (
         f"{factory.adapter.name} accepted {what}: create and start both succeeded, "
@@ -414,7 +406,7 @@ def test_an_ociversion_that_is_not_semver_is_refused(
     accepted = []
     for version in NOT_SEMVER:
         bundle = _write_bundle(tmp_path, rootfs, [Change(("ociVersion",), version)])
-        with _expressible():
+        with expressible():
             if not _attempt(container_factory, bundle, rootfs).refused_by:
                 accepted.append(version)
         shutil.rmtree(bundle)
@@ -566,7 +558,7 @@ def test_unknown_annotation_keys_are_accepted(
 ) -> None:
     edit = Change(("annotations",), annotations)
     bundle = _write_bundle(tmp_path, rootfs, [edit], ["sh", "-c", "echo ran"])
-    with _expressible():
+    with expressible():
         try:
             status, out = _run_output(container_factory, bundle)
         except RuntimeCommandError as exc:
@@ -686,7 +678,7 @@ def test_a_refused_create_leaves_nothing_behind(
     adapter = container_factory.adapter
     _docker_maps(adapter, case)
     bundle = _write_bundle(tmp_path, rootfs, [case])
-    with _expressible():
+    with expressible():
         attempt = _attempt(container_factory, bundle, rootfs)
     if attempt.refused_by != "create":
         not_applicable(

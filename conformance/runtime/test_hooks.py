@@ -35,13 +35,13 @@ from pytest_containers.adapters import (
     HOST_PID,
     RuntimeAdapter,
     bundle_config,
-    require,
 )
-from pytest_containers.errors import ContainerNotFoundError, ContainersError, NotApplicableError
+from pytest_containers.errors import ContainerNotFoundError, ContainersError
 from pytest_containers.ledger import process_start_time
-from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
 from reference_runtime.rootfs_builder import make_bundle
+
+from ._support import needs, refused
 
 TIMEOUT = 15.0
 HOOKS_DIR = "/hooks"
@@ -75,16 +75,6 @@ PROGRAM = ["sh", "-c", f"echo program >> {HOOKS_DIR}/log; while :; do sleep 1; d
 """The container's program: it logs itself, then idles (and stays ``sh`` for /proc)."""
 
 
-def needs(adapter: RuntimeAdapter, *features: str) -> None:
-    """End the test as not applicable unless ``adapter`` expresses every feature."""
-    __tracebackhide__ = True
-    for feature in features:
-        try:
-            require(adapter, feature)
-        except NotApplicableError as exc:
-            not_applicable(exc.reason)
-
-
 def eventually(check: Callable[[], bool], message: str, timeout: float = TIMEOUT) -> None:
     __tracebackhide__ = True
     deadline = time.monotonic() + timeout
@@ -92,17 +82,6 @@ def eventually(check: Callable[[], bool], message: str, timeout: float = TIMEOUT
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} (waited {timeout:.0f}s)")
         time.sleep(0.02)
-
-
-@contextlib.contextmanager
-def refused(requirement: str, what: str) -> Iterator[None]:
-    """The verb in the block must fail with an error of the adapter."""
-    __tracebackhide__ = True
-    try:
-        yield
-    except ContainersError:
-        return
-    raise AssertionError(f"{requirement}: {what} succeeded; the spec requires an error")
 
 
 @dataclass

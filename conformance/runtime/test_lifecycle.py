@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -54,6 +54,8 @@ from pytest_containers.ledger import process_start_time
 from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
 from reference_runtime.rootfs_builder import make_bundle
+
+from ._support import refused
 
 CREATED, RUNNING, STOPPED = "created", "running", "stopped"
 DELETED = "deleted"  # the model's own word for "no longer known to the runtime"
@@ -102,17 +104,6 @@ def eventually(check: Callable[[], bool], message: str, timeout: float = TIMEOUT
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} (waited {timeout:.0f}s)")
         time.sleep(0.02)
-
-
-@contextlib.contextmanager
-def refused(requirement: str, what: str) -> Iterator[None]:
-    """The verb in the block must fail with an error of the adapter."""
-    __tracebackhide__ = True
-    try:
-        yield
-    except ContainersError:
-        return
-    raise AssertionError(f"{requirement}: {what} succeeded; the spec requires an error")
 
 
 @dataclass(eq=False)

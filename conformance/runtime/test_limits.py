@@ -48,9 +48,11 @@ from pytest_containers.adapters import (
     require,
 )
 from pytest_containers.adapters.handle import Container
-from pytest_containers.errors import ContainersError, NotApplicableError, RuntimeCommandError
+from pytest_containers.errors import ContainersError, RuntimeCommandError
 from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
+
+from ._support import expressible
 
 # Every example makes a container: shrinking a failure would cost tens of seconds of
 # containers for little gain, so failures are reported as generated.
@@ -93,16 +95,6 @@ def rootfs(
 # --------------------------------------------------------------------- containers
 
 
-@contextlib.contextmanager
-def _expressible() -> Iterator[None]:
-    """What the adapter cannot express is reported as not applicable, never passed."""
-    __tracebackhide__ = True
-    try:
-        yield
-    except NotApplicableError as exc:
-        not_applicable(exc.reason)
-
-
 def _docker_lacks(adapter: RuntimeAdapter, what: str) -> None:
     """The docker adapter turns config.json into Engine options (adapters/engine.py) and
     has none for ``what``: it would silently run without it."""
@@ -133,7 +125,7 @@ def _running(
     bundle = Path(tempfile.mkdtemp(prefix="bundle-", dir=directory))
     (bundle / "config.json").write_text(json.dumps(config))
     try:
-        with _expressible():
+        with expressible():
             try:
                 handle = factory.make_container(directory, bundle=bundle)
             except RuntimeCommandError as exc:
@@ -324,7 +316,7 @@ def test_a_memory_value_of_minus_one_is_unlimited(
     must lift the limits: a runtime that ignored -1 would leave them."""
     adapter = container_factory.adapter
     _docker_lacks(adapter, "a memory limit of -1 (the Engine says 0) and linux.cgroupsPath")
-    with _expressible():
+    with expressible():
         require(adapter, HOST_PID)
         require(adapter, HOST_KERNEL)
     prefix = container_factory.ledger.unique_name("pc")
@@ -635,7 +627,7 @@ def test_a_busy_process_gets_no_more_cpu_than_the_quota(
     most the quota of each period it touches, plus the scheduler's 5 ms slice per CPU
     (or 2 clock ticks where only the process's own times can be read)."""
     adapter = container_factory.adapter
-    with _expressible():  # elsewhere the CPU times are the runtime's own accounting
+    with expressible():  # elsewhere the CPU times are the runtime's own accounting
         require(adapter, HOST_KERNEL)
     cpu = {"quota": bandwidth.quota, "period": bandwidth.period}
     config = _config({"cpu": cpu}, ["sh", "-c", "while :; do :; done"])
@@ -1152,7 +1144,7 @@ def test_an_absolute_cgroups_path_is_made_under_each_hierarchy_root(
 ) -> None:
     adapter = container_factory.adapter
     _docker_lacks(adapter, "linux.cgroupsPath")
-    with _expressible():
+    with expressible():
         require(adapter, HOST_PID)
         require(adapter, HOST_KERNEL)
     prefix = container_factory.ledger.unique_name("pc")
@@ -1188,7 +1180,7 @@ def test_the_same_cgroups_path_gives_the_same_cgroup(
     the runtime defines), are placed in the same cgroups."""
     adapter = container_factory.adapter
     _docker_lacks(adapter, "linux.cgroupsPath")
-    with _expressible():
+    with expressible():
         require(adapter, HOST_PID)
         require(adapter, HOST_KERNEL)
     prefix = container_factory.ledger.unique_name("pc")
@@ -1215,7 +1207,7 @@ def _two_in_one_cgroup(
     the same cgroup: (first, its cgroups, the second or the runtime's refusal)."""
     adapter = factory.adapter
     _docker_lacks(adapter, "linux.cgroupsPath")
-    with _expressible():
+    with expressible():
         require(adapter, HOST_PID)
         require(adapter, HOST_KERNEL)
     prefix = factory.ledger.unique_name("pc")
@@ -1307,7 +1299,7 @@ def test_cgroups_are_not_handed_to_the_container_user_without_v2_and_a_cgroup_na
     read-write /sys/fs/cgroup: the v1 cgroups stay root's (RT-CG-OWN-1), and without a
     cgroup namespace no cgroup is handed over (RT-CG-OWN-2)."""
     adapter = container_factory.adapter
-    with _expressible():
+    with expressible():
         require(adapter, USER_NAMESPACE)
         require(adapter, HOST_PID)
         require(adapter, HOST_KERNEL)

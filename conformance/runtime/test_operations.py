@@ -35,14 +35,14 @@ from pytest_containers.adapters import (
     JOIN_NAMESPACE_PATH,
     RuntimeAdapter,
     bundle_config,
-    require,
 )
 from pytest_containers.adapters.handle import Container
-from pytest_containers.errors import ContainerNotFoundError, ContainersError, NotApplicableError
+from pytest_containers.errors import ContainerNotFoundError, ContainersError
 from pytest_containers.ledger import process_start_time
-from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
 from reference_runtime.rootfs_builder import make_bundle
+
+from ._support import needs, refused
 
 PROBE = "/probe"
 TRAPPED = ("HUP", "INT", "QUIT", "USR1", "USR2", "ALRM", "WINCH")
@@ -80,27 +80,6 @@ def eventually(check: Callable[[], bool], message: str, timeout: float = TIMEOUT
         if time.monotonic() > deadline:
             raise AssertionError(f"{message} (waited {timeout:.0f}s)")
         time.sleep(0.02)
-
-
-@contextlib.contextmanager
-def refused(requirement: str, what: str) -> Iterator[None]:
-    """The verb in the block must fail with an error of the adapter."""
-    __tracebackhide__ = True
-    try:
-        yield
-    except ContainersError:
-        return
-    raise AssertionError(f"{requirement}: {what} succeeded; the spec requires an error")
-
-
-def needs(adapter: RuntimeAdapter, *features: str) -> None:
-    """End the test as not applicable unless ``adapter`` expresses every feature."""
-    __tracebackhide__ = True
-    for feature in features:
-        try:
-            require(adapter, feature)
-        except NotApplicableError as exc:
-            not_applicable(exc.reason)
 
 
 def status_of(adapter: RuntimeAdapter, cid: str) -> Any:

@@ -24,7 +24,6 @@ the module share one read-only rootfs, named by absolute path.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import resource
@@ -40,9 +39,11 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from pytest_containers.adapters import HOST_KERNEL, HOST_PID, RuntimeAdapter, bundle_config
-from pytest_containers.errors import NotApplicableError, RuntimeCommandError
+from pytest_containers.errors import RuntimeCommandError
 from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
+
+from ._support import expressible
 
 # Every example makes a container: shrinking a failure would cost tens of seconds of
 # containers for little gain, so failures are reported as generated.
@@ -135,16 +136,6 @@ class Ran:
         return None
 
 
-@contextlib.contextmanager
-def _expressible() -> Iterator[None]:
-    """What the adapter cannot express is reported as not applicable, never passed."""
-    __tracebackhide__ = True
-    try:
-        yield
-    except NotApplicableError as exc:
-        not_applicable(exc.reason)
-
-
 def _docker_lacks(adapter: RuntimeAdapter, what: str) -> None:
     """The docker adapter turns config.json into Engine options (adapters/engine.py) and
     has none for ``what``: it would silently run without it."""
@@ -175,7 +166,7 @@ def _run(
     __tracebackhide__ = True
     bundle = _write_bundle(directory, rootfs, config)
     try:
-        with _expressible():
+        with expressible():
             handle = factory.make_container(directory, bundle=bundle)
         try:
             status = handle.wait(timeout)
@@ -784,7 +775,7 @@ def test_only_stdin_stdout_and_stderr_are_open(
     bundle = _write_bundle(tmp_path, rootfs, _config(["sleep", "600"]))
     leak = os.open(os.devnull, os.O_RDONLY)  # inheritable (no O_CLOEXEC)
     try:
-        with _expressible():
+        with expressible():
             handle = container_factory.make_container(tmp_path, bundle=bundle)
     finally:
         os.close(leak)
