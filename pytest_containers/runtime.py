@@ -54,6 +54,9 @@ KIND_CONTAINER = "container"
 KIND_DOCKER = "docker-container"
 
 
+_VERSION_KEY = "containers_runtime_version"  # in xdist workeroutput
+
+
 class ContainerFactory:
     """The session's runtime: its adapter (opened on first use), bundles and containers."""
 
@@ -309,10 +312,22 @@ class ContainerSet:
 @pytest.hookimpl(tryfirst=True)  # before the report is written
 def pytest_sessionfinish(session: pytest.Session) -> None:
     factory = session.config.stash[FACTORY_KEY]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: only it has opened the adapter
+        workeroutput[_VERSION_KEY] = factory.version
     environment = session.config.stash.setdefault(ENVIRONMENT_KEY, {})
     environment.setdefault("runtime", factory.choice.name)
     if factory.version:
         environment.setdefault("runtime version", factory.version)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object | None) -> None:
+    # On the xdist controller: the version a worker learnt, for the report.
+    version = (getattr(node, "workeroutput", None) or {}).get(_VERSION_KEY, "")
+    factory = node.config.stash[FACTORY_KEY]
+    if version and not factory.version:
+        factory.version = version
 
 
 def pytest_report_header(config: pytest.Config) -> str:

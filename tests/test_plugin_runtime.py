@@ -3,6 +3,7 @@ user's test suite sees them (through ``pytester``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -160,6 +161,19 @@ def test_names_carry_the_xdist_worker(pytester: pytest.Pytester) -> None:
     ids = sorted(p.name for p in out.iterdir())
     assert len(ids) == 4 and {i.split("-")[1] for i in ids} <= {"gw0", "gw1"}
     assert containers_left(pytester) == []
+
+
+@pytest.mark.needs_root
+def test_the_report_names_the_runtime_version_under_xdist(pytester: pytest.Pytester) -> None:
+    # Only the workers open the adapter; the controller writes the report.
+    pytester.makepyfile(test_user="def test_one(container): container(['true'])")
+    result = pytester.runpytest_subprocess(
+        *isolated(pytester, "-p", "xdist", "-n", "2", "--conformance-json=out.json")
+    )
+    result.assert_outcomes(passed=1)
+    system = json.loads((pytester.path / "out.json").read_text())["system"]
+    assert system["name"] == "reference"
+    assert system["version"].startswith("reference-runtime ")
 
 
 @pytest.mark.needs_root
