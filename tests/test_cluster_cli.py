@@ -108,10 +108,13 @@ def test_user_store_is_kept_and_reused(cli: Run, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["up", "--nodes", "-1"], "--nodes must be 0 or more"),
-        (["up", "--store", "mysql://x"], "a store is sqlite:PATH or etcd://HOST:PORT"),
+        (["up", "--nodes", "-1"], "nodes must be 0 or more"),
+        (
+            ["up", "--store", "mysql://x"],
+            "a store is sqlite, sqlite:PATH, etcd or etcd://HOST:PORT",
+        ),
         (["up", "--store", "etcd://127.0.0.1:1"], "etcd at 127.0.0.1:1 is unreachable"),
-        (["up", "--port", "70000"], "--port must be 0-65535"),
+        (["up", "--port", "70000"], "port must be 0-65535"),
         (["up", "--name", "../x"], "a cluster name is a plain name"),
         (["up", "--bogus"], "unrecognized arguments"),
         (["frobnicate"], "invalid choice"),

@@ -39,6 +39,10 @@ class StoreUnavailableError(StoreError):
     """The store cannot be reached or answered with an error; check that it runs."""
 
 
+class ApiUnreachableError(ClusterError):
+    """The API server could not be reached (refused, timed out, cut off); retry later."""
+
+
 class ApiError(ClusterError):
     """An error served as a Kubernetes ``Status``: an HTTP code, a reason and details."""
 

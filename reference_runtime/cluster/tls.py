@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ClusterError
@@ -17,8 +18,10 @@ from .errors import ClusterError
 __all__ = ["make_self_signed", "server_context"]
 
 
-def make_self_signed(directory: Path) -> tuple[Path, Path]:
-    """Write ``tls.crt`` and ``tls.key`` (mode 0600) into ``directory``; return their paths."""
+def make_self_signed(directory: Path, ips: Sequence[str] = ()) -> tuple[Path, Path]:
+    """Write ``tls.crt`` and ``tls.key`` (mode 0600) into ``directory``; return their paths.
+
+    ``ips`` are more addresses the certificate is valid for (besides loopback)."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise ClusterError(
@@ -41,7 +44,8 @@ def make_self_signed(directory: Path) -> tuple[Path, Path]:
             "-subj",
             "/CN=reference-cluster",
             "-addext",
-            "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost",
+            "subjectAltName="
+            + ",".join(["IP:127.0.0.1", "IP:::1", "DNS:localhost"] + [f"IP:{ip}" for ip in ips]),
             "-keyout",
             str(key),
             "-out",

@@ -25,7 +25,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +287,8 @@ class ApiServer:
     ``store`` is a ``Store`` (the caller closes it) or a URL (the server opens and closes
     it). ``token=None`` makes a random token; ``""`` turns authentication off. The
     kubeconfig goes to ``kubeconfig`` or, by default, a temporary file removed on stop.
+    ``tls_files`` (certificate, key) serves a certificate made beforehand; ``extra_hosts``
+    are more addresses to listen on, with the same port.
     """
 
     def __init__(
@@ -304,6 +306,8 @@ class ApiServer:
         history: int = DEFAULT_HISTORY,
         collectors: bool = True,
         tls: bool = True,
+        tls_files: tuple[Path, Path] | None = None,
+        extra_hosts: Sequence[str] = (),
     ) -> None:
         from ..gc import Collectors
 
@@ -318,7 +322,7 @@ class ApiServer:
         context: ssl.SSLContext | None = None
         self.ca_cert: bytes | None = None
         if tls:
-            cert, key = make_self_signed(Path(self._tmp))
+            cert, key = tls_files or make_self_signed(Path(self._tmp))
             context, self.ca_cert = server_context(cert, key), cert.read_bytes()
         self._http = _HttpServer((host, port), self, context)
         bound, bound_port = self._http.server_address[:2]
@@ -326,6 +330,9 @@ class ApiServer:
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"{'https' if tls else 'http'}://{url_host}:{bound_port}"
         self.port = int(bound_port)
+        # More listening addresses on the same port (e.g. node links' host ends).
+        self._extra = [_HttpServer((h, self.port), self, context) for h in extra_hosts]
+        self._extra_threads: list[threading.Thread] = []
         self.handler = ApiHandler(
             self.registry, server_address=f"{url_host}:{bound_port}", log_source=log_source
         )
@@ -349,10 +356,19 @@ class ApiServer:
         finally:
             server.stop()
 
+    def _serve_extra(self) -> None:
+        for extra in self._extra:
+            thread = threading.Thread(
+                target=extra.serve_forever, args=(0.2,), name="api-http-extra", daemon=True
+            )
+            thread.start()
+            self._extra_threads.append(thread)
+
     def serve(self) -> None:
         """Start serving HTTP and the collectors in background threads; returns at once."""
         if self.collectors is not None:
             self.collectors.start()
+        self._serve_extra()
         self._thread = threading.Thread(
             target=self._http.serve_forever, args=(0.2,), name="api-http", daemon=True
         )
@@ -362,6 +378,7 @@ class ApiServer:
         """Serve in this thread until ``stop()`` is called from another (or a signal)."""
         if self.collectors is not None:
             self.collectors.start()
+        self._serve_extra()
         self._http.serve_forever(0.2)
 
     def stop(self) -> None:
@@ -369,13 +386,20 @@ class ApiServer:
         if self._stopped:
             return
         self._stopped = True
-        self._http.stopping.set()
+        servers = [self._http, *self._extra]
+        for http_server in servers:
+            http_server.stopping.set()
         if self._thread is not None:
             self._http.shutdown()
             self._thread.join(5)
-        self._http.server_close()
-        self._http.wait_streams(2.0)
-        self._http.close_connections()
+        for extra, thread in zip(self._extra, self._extra_threads, strict=False):
+            extra.shutdown()
+            thread.join(5)
+        for http_server in servers:
+            http_server.server_close()
+        for http_server in servers:
+            http_server.wait_streams(2.0)
+            http_server.close_connections()
         if self.collectors is not None:
             self.collectors.stop()
         if self._owns_store:
