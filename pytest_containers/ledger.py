@@ -296,6 +296,8 @@ def _forget(rec: Record, journal: Path) -> None:
 # Kinds undone first get lower numbers: processes and containers hold the rest.
 _ORDER = {
     "process": 0,
+    "cluster-namespace": 2,  # deleted through its cluster, so before a cluster goes
+    "cluster": 3,
     "docker-container": 5,
     "container": 10,
     "mount": 20,

@@ -21,6 +21,7 @@ pytest_plugins = [
     "pytest_containers.netns",
     "pytest_containers.leaks",
     "pytest_containers.runtime",
+    "pytest_containers.cluster",
 ]
 
 LEDGER_KEY = pytest.StashKey[Ledger]()
