@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from reference_runtime.cluster.errors import (
     KeyNotFoundError,
     RevisionCompactedError,
     RevisionConflictError,
+    StoreUnavailableError,
 )
 from reference_runtime.cluster.store import (
     EtcdStore,
@@ -171,3 +174,65 @@ def test_prefix_end() -> None:
     assert prefix_end("/a/") == "/a0"
     with pytest.raises(ValueError):
         prefix_end("")
+
+
+def _etcd_watchers(url: str) -> int:
+    """etcd's own count of its open watchers, from its /metrics page."""
+    host, port = url.removeprefix("etcd://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    for line in text.splitlines():
+        if line.startswith("etcd_debugging_mvcc_watcher_total "):
+            return int(float(line.split()[1]))
+    raise AssertionError("etcd's /metrics has no etcd_debugging_mvcc_watcher_total")
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_etcd_watches_share_one_stream_and_fail_when_etcd_goes() -> None:
+    if ETCD is None:
+        pytest.skip("etcd is not installed (Debian package etcd-server)")
+    with running_etcd() as url:
+        store = EtcdStore.from_url(f"{url}/s")
+        try:
+            start = store.revision()
+            watches = [store.watch(f"/p{i % 4}/", start) for i in range(8)]
+            assert _etcd_watchers(url) == 1  # eight watches, one etcd watcher
+            store.create("/p0/a", b"0")
+            store.create("/p1/a", b"1")
+            store.create("/other/a", b"-")
+            # A watch that starts a little in the past is served from the shared backlog.
+            late = store.watch("/p1/", start)
+            watches.append(late)
+            assert _etcd_watchers(url) == 1
+            for i, watch in enumerate(watches[:8]):
+                if i % 4 in (0, 1):
+                    event = watch.next(5)
+                    assert event is not None and event.key == f"/p{i % 4}/a"
+                assert watch.next(0.02) is None
+            event = late.next(5)
+            assert event is not None and event.value == b"1" and late.next(0.02) is None
+            # Writes under other prefixes still move every watch's progress on.
+            assert _wait_for(lambda: all(w.progress() == store.revision() for w in watches))
+            for watch in watches[4:]:
+                watch.close()
+            watch = watches[0]
+        except BaseException:
+            store.close()
+            raise
+    try:  # etcd is gone: the open watches say so instead of waiting for ever
+        with pytest.raises(StoreUnavailableError):
+            watch.next(10)
+    finally:
+        store.close()

@@ -1,4 +1,4 @@
-"""In-process fan-out of store events to watches (used by stores that own their writes).
+"""In-process fan-out of store events to watches (SQLite's writes, etcd's shared watch stream).
 
 The store calls ``publish`` under its write lock, so a watch registered under the same
 lock, after reading its backlog, sees every later event exactly once and in order.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import threading
 
-from ..errors import RevisionCompactedError
+from ..errors import RevisionCompactedError, StoreError
 from .base import Event
 
 __all__ = ["HubWatch", "WatchHub"]
@@ -27,17 +27,18 @@ class HubWatch:
         self.prefix = prefix
         self._cond = threading.Condition(threading.Lock())
         self._queue: collections.deque[Event] = collections.deque()
+        self._start = revision  # events at or before it are not this watch's
         self._seen = revision  # the newest revision published to this watch (or skipped)
         self._returned = revision
         self._closed = False
-        self._overflowed = False
+        self._error: StoreError | None = None  # raised by next(): overflow, store gone
 
     def push(self, event: Event) -> None:
         with self._cond:
-            if self._closed:
+            if self._closed or self._error is not None or event.revision <= self._start:
                 return
             if len(self._queue) >= MAX_PENDING:
-                self._overflowed = True
+                self._error = RevisionCompactedError("the watch fell too far behind; list again")
                 self._queue.clear()
             else:
                 self._queue.append(event)
@@ -49,19 +50,27 @@ class HubWatch:
         with self._cond:
             self._seen = max(self._seen, revision)
 
+    def fail(self, error: StoreError) -> None:
+        """End the watch: the next ``next`` raises ``error`` (for example, the store is gone)."""
+        with self._cond:
+            if not self._closed and self._error is None:
+                self._error = error
+                self._queue.clear()
+            self._cond.notify_all()
+
     def next(self, timeout: float | None = None) -> Event | None:
         with self._cond:
-            if not self._queue and not self._closed and not self._overflowed:
+            if not self._queue and not self._closed and self._error is None:
                 self._cond.wait(timeout)
-            if self._overflowed:
-                self._closed = True
-                self._overflowed = False
-                raise RevisionCompactedError("the watch fell too far behind; list again")
-            if self._closed or not self._queue:
-                return None
-            event = self._queue.popleft()
-            self._returned = event.revision
-            return event
+            error, self._error = self._error, None
+            if error is None:
+                if self._closed or not self._queue:
+                    return None
+                event = self._queue.popleft()
+                self._returned = event.revision
+                return event
+        self.close()
+        raise error
 
     def progress(self) -> int:
         with self._cond:
@@ -103,6 +112,12 @@ class WatchHub:
                 watch.push(event)
             else:
                 watch.advance(event.revision)
+
+    def fail_all(self, error: StoreError) -> None:
+        with self._lock:
+            watches = list(self._watches)
+        for watch in watches:
+            watch.fail(error)
 
     def close_all(self) -> None:
         with self._lock:
