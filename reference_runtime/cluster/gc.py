@@ -29,11 +29,11 @@ from .api.objects import Obj, meta, parse_time
 from .api.registry import FOREGROUND, NAMESPACE_FINALIZER, ORPHAN, Registry
 from .api.resources import RESOURCES, Resource, find_resource, resource_for_kind
 from .errors import ApiError, ConflictError, NotFoundError
+from .nodes import AGENT_ANNOTATION
 from .reconcile import ControllerLoop, Result
 
 __all__ = ["AGENT_ANNOTATION", "Collectors", "GarbageCollector", "NamespaceController", "PodReaper"]
 
-AGENT_ANNOTATION = "reference-cluster.io/agent"
 ObjKey = tuple[str, str | None, str]
 
 _WATCHED = tuple(r for r in RESOURCES if "watch" in r.verbs)

@@ -18,6 +18,7 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -193,11 +194,12 @@ class ClusterHandle:
             token=token,
             kubeconfig=str(kubeconfig),
             port=port or _free_port(),
-            placeholder_nodes=config["nodes"],
+            placeholder_nodes=0,
             node_names=[f"reference-node-{i}" for i in range(1, config["nodes"] + 1)]
             + [f"hollow-node-{i}" for i in range(1, config["hollow_nodes"] + 1)],
         )
         _write_config(cluster, config)
+        cls._make_node_hosts(cluster, config)
         if store == "etcd":
             from .owned_etcd import start_etcd
 
@@ -212,9 +214,65 @@ class ClusterHandle:
             config.update(tls_cert=str(cert), tls_key=str(key))
         _write_config(cluster, config)
         handle = cls(cluster, config)
+        for node in config["agents"]:
+            handle._start_agent(node)
         handle._start_daemon(say, deadline)
         handle._wait_nodes_ready(say, deadline)
         return handle
+
+    @staticmethod
+    def _make_node_hosts(cluster: Path, config: dict[str, Any]) -> None:
+        """Network namespace, link and cgroup parent of every node with an agent."""
+        from . import nodehost
+
+        agents: dict[str, Any] = {}
+        config["agents"] = agents
+        for i in range(1, config["nodes"] + 1):
+            node = f"reference-node-{i}"
+            host = nodehost.plan(config["name"], node)
+            agents[node] = {"index": i, "host": host, "process": None}
+            _write_config(cluster, config)  # recorded before it is made
+            nodehost.create(host)
+        config["listen"] = [a["host"]["host_ip"] for a in agents.values()]
+        _write_config(cluster, config)
+
+    def _start_agent(self, node: str) -> None:
+        from .agent.config import AgentConfig
+
+        agent = self._config["agents"][node]
+        host = agent["host"]
+        directory = self.dir / "nodes" / node
+        directory.mkdir(parents=True, exist_ok=True)
+        scheme = "https" if self._config["tls"] else "http"
+        config = AgentConfig(
+            node=node,
+            index=int(agent["index"]),
+            url=f"{scheme}://{host['host_ip']}:{self._config['port']}",
+            token=self.token,
+            ca_cert=self._config.get("tls_cert"),
+            netns=host["netns"],
+            node_ip=host["node_ip"],
+            cgroup_parent=host["cgroup"],
+            state=str(directory),
+            logs=str(self.dir / "logs"),
+            images=str(self.dir / "images"),
+            node_runtime=self._config["node_runtime"],
+            timings=self.timings,
+        )
+        config.write(directory / "agent.json")
+        _, record = spawn_detached(
+            [
+                sys.executable,
+                "-m",
+                "reference_runtime.cluster.agent",
+                "--config",
+                str(directory / "agent.json"),
+            ],
+            what=f"node agent of {node}",
+            log=directory / "agent.log",
+        )
+        agent["process"] = record.to_dict()
+        _write_config(self.dir, self._config)
 
     @classmethod
     def from_state(cls, state_dir: Path | None, name: str) -> ClusterHandle:
@@ -362,19 +420,31 @@ class ClusterHandle:
 
     def stop_node(self, node: str) -> None:
         """Kill the node's agent with SIGKILL, as a crash; its containers keep running."""
-        self._agent_node(node)
+        agent = self._agent_node(node)
+        if agent.get("process"):
+            ProcessRecord.from_dict(agent["process"]).stop(0.0, sig=signal.SIGKILL)
+        self._config["agents"][node]["process"] = None
+        _write_config(self.dir, self._config)
 
     def start_node(self, node: str) -> None:
-        """Start the node's agent again; it adopts or cleans up its containers."""
-        self._agent_node(node)
+        """Start the node's agent again; it cleans up the containers the last one left
+        (their pods start them afresh, counted as restarts)."""
+        agent = self._agent_node(node)
+        if agent.get("process") and ProcessRecord.from_dict(agent["process"]).alive():
+            return
+        self._start_agent(node)
 
     def partition_node(self, node: str) -> None:
-        """Cut the node's network link to the API server."""
-        self._agent_node(node)
+        """Cut the node's network link to the API server (its host end goes down)."""
+        from . import nodehost
+
+        nodehost.set_link(self._agent_node(node)["host"], False)
 
     def heal_node(self, node: str) -> None:
         """Restore the node's network link."""
-        self._agent_node(node)
+        from . import nodehost
+
+        nodehost.set_link(self._agent_node(node)["host"], True)
 
     def restart_api_server(self) -> None:
         """Stop the API server and controllers and start them again on the same URL."""
@@ -426,10 +496,14 @@ class ClusterHandle:
 
     @staticmethod
     def _resources(cluster: Path, config: dict[str, Any]) -> list[str]:
+        from . import nodehost
+
         found = []
         for record in _process_records(config):
             if record.alive():
                 found.append(f"process {record.pid} ({record.what})")
+        for agent in (config.get("agents") or {}).values():
+            found.extend(nodehost.exists(agent["host"]))
         if cluster.exists():
             found.append(f"state directory {cluster}")
         return found
@@ -440,9 +514,13 @@ class ClusterHandle:
 
     @staticmethod
     def _teardown(cluster: Path, config: dict[str, Any]) -> None:
+        from . import nodehost
+
         records = _process_records(config)
         for record in records:
             record.stop(STOP_TIMEOUT)
+        for agent in (config.get("agents") or {}).values():
+            nodehost.remove(agent["host"])  # kills the containers left in its cgroups
         kubeconfig = config.get("kubeconfig")
         if kubeconfig and not str(kubeconfig).startswith(str(cluster) + "/"):
             try:

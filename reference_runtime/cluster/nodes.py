@@ -8,20 +8,28 @@ Node agents, when they come, take over these objects (and set ``gc.AGENT_ANNOTAT
 
 from __future__ import annotations
 
+import datetime
 import os
 import platform
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .api.objects import format_time
-from .api.registry import Registry
 from .errors import ApiError
 
-__all__ = ["HOLLOW_ANNOTATION", "node_object", "register_nodes"]
+if TYPE_CHECKING:
+    from .api.registry import Registry
 
+__all__ = ["AGENT_ANNOTATION", "HOLLOW_ANNOTATION", "format_time", "node_object", "register_nodes"]
+
+AGENT_ANNOTATION = "reference-cluster.io/agent"  # set by a node's real agent
 HOLLOW_ANNOTATION = "reference-cluster.io/hollow"
 KUBELET_VERSION = "v1.32.0-reference"
+
+
+def format_time(seconds: float) -> str:
+    """RFC 3339 in UTC at second precision (``metav1.Time``)."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _memory_kib() -> int:
@@ -44,8 +52,10 @@ def _os_image() -> str:
     return platform.platform()
 
 
-def node_object(name: str, index: int, *, hollow: bool, now: float) -> dict[str, Any]:
-    """A Ready Node; ``index`` picks its loopback address 127.0.1.<index>."""
+def node_object(
+    name: str, index: int, *, hollow: bool, now: float, address: str | None = None
+) -> dict[str, Any]:
+    """A Ready Node; its InternalIP is ``address`` or, by default, 127.0.1.<index>."""
     if hollow:
         capacity = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
     else:
@@ -107,7 +117,7 @@ def node_object(name: str, index: int, *, hollow: bool, now: float) -> dict[str,
                 condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
             ],
             "addresses": [
-                {"type": "InternalIP", "address": f"127.0.1.{index % 254 + 1}"},
+                {"type": "InternalIP", "address": address or f"127.0.1.{index % 254 + 1}"},
                 {"type": "Hostname", "address": name},
             ],
             "nodeInfo": {

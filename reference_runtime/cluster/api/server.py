@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # kube-apiserver's default request body limit
 _DRAIN_LIMIT = 64 * 1024 * 1024
+_IP_FREEBIND = 15  # <linux/in.h>; not exported by the socket module
 _REASONS = {code: phrase for code, phrase in ((s.value, s.phrase) for s in http.HTTPStatus)}
 
 
@@ -72,6 +73,12 @@ class _HttpServer(http.server.ThreadingHTTPServer):
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # A node link's host address may be down (a partitioned node): bind to it anyway.
+        if self.address_family == socket.AF_INET:
+            self.socket.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
+        super().server_bind()
 
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = super().get_request()

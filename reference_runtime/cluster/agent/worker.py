@@ -1,0 +1,355 @@
+"""One pod's lifecycle on a node: start, watch, restart with back-off, probe, delete.
+
+``PodWorker.sync()`` is called every ``sync_interval`` (and at once on a pod event) by
+its thread. Per container it keeps a ``_Run``: waiting (with a reason), running, or
+terminated; restarts follow ``restartPolicy`` with Kubernetes' back-off (``base * 2**n``
+up to ``max``, shortened by ``Timings`` in tests); exec liveness probes restart, exec
+readiness probes drive ``ready``. A pod with a ``deletionTimestamp`` gets SIGTERM, SIGKILL
+after its grace period, and is then deleted with grace 0. Status is written with a merge
+patch of ``status`` whenever it changes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..client import ApiClient
+from ..errors import ApiError, ApiUnreachableError, NotFoundError
+from ..logsource import container_log_dir
+from .bridge import ContainerBridge, StartError
+from .config import AgentConfig
+from .images import ImagePullError
+
+__all__ = ["PodWorker"]
+
+log = logging.getLogger(__name__)
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Probe:
+    spec: dict[str, Any]
+    failures: int = 0
+    successes: int = 0
+    next_at: float = 0.0
+
+    def due(self, now: float, started: float) -> bool:
+        delay = float(self.spec.get("initialDelaySeconds") or 0)
+        return now >= started + delay and now >= self.next_at
+
+    def record(self, ok: bool, now: float) -> None:
+        self.next_at = now + float(self.spec.get("periodSeconds") or 10)
+        self.failures, self.successes = (0, self.successes + 1) if ok else (self.failures + 1, 0)
+
+    @property
+    def failed(self) -> bool:
+        return self.failures >= int(self.spec.get("failureThreshold") or 3)
+
+
+@dataclass
+class _Run:
+    """One container slot of the pod: its current run and its history."""
+
+    name: str
+    restarts: int = 0
+    container_id: str = ""
+    started: float = 0.0
+    ready: bool = False
+    waiting: tuple[str, str] | None = ("ContainerCreating", "")
+    terminated: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
+    retry_at: float = 0.0
+    image_failures: int = 0
+    liveness: _Probe | None = None
+    readiness: _Probe | None = None
+    done: bool = False  # terminated for good (restartPolicy says no more runs)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class PodWorker:
+    """Runs one pod's containers (see the module docstring)."""
+
+    def __init__(
+        self, pod: dict[str, Any], api: ApiClient, bridge: ContainerBridge, config: AgentConfig
+    ) -> None:
+        self.pod = pod
+        self.api = api
+        self.bridge = bridge
+        self.config = config
+        self.timings = config.timings
+        m = pod["metadata"]
+        self.key = f"{m.get('namespace')}/{m['name']}"
+        self.uid = m["uid"]
+        old = {s.get("name"): s for s in (pod.get("status") or {}).get("containerStatuses") or []}
+        self.runs = [
+            _Run(c["name"], restarts=int((old.get(c["name"]) or {}).get("restartCount") or 0))
+            for c in pod["spec"].get("containers") or []
+        ]
+        self.start_time = (pod.get("status") or {}).get("startTime") or _stamp(time.time())
+        self.wake = threading.Event()
+        self.finished = False
+        self._sent: dict[str, Any] | None = None
+        self._kill_deadline: float | None = None
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def update(self, pod: dict[str, Any]) -> None:
+        if pod["metadata"].get("uid") == self.uid:
+            self.pod = pod
+            self.wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set() and not self.finished:
+            try:
+                self.sync()
+            except (ApiError, ApiUnreachableError) as exc:
+                log.warning("pod %s: %s", self.key, exc)
+            except Exception:  # a bug: log it, keep the node going
+                log.exception("pod %s: sync failed", self.key)
+            self.wake.wait(self.timings.sync_interval)
+            self.wake.clear()
+
+    def sync(self) -> None:
+        now = time.monotonic()
+        if self.pod["metadata"].get("deletionTimestamp"):
+            self._terminate(now)
+            return
+        policy = self.pod["spec"].get("restartPolicy") or "Always"
+        specs = {c["name"]: c for c in self.pod["spec"].get("containers") or []}
+        for run in self.runs:
+            self._sync_container(run, specs[run.name], policy, now)
+        self._write_status()
+
+    # -- one container -------------------------------------------------------------------
+
+    def _container_id(self, run: _Run) -> str:
+        return f"{self.uid}-{run.name}"
+
+    def _log_path(self, run: _Run) -> Path:
+        directory = container_log_dir(Path(self.config.logs), self.pod, run.name)
+        return directory / f"{run.restarts}.log"
+
+    def _sync_container(self, run: _Run, spec: dict[str, Any], policy: str, now: float) -> None:
+        if run.container_id:
+            code = self.bridge.exit_status(run.container_id)
+            if code is None:
+                self._probe(run, now)
+                return
+            self._ended(run, code, policy, now)
+        if run.done or now < run.retry_at:
+            return
+        self._start(run, spec, now)
+
+    def _start(self, run: _Run, spec: dict[str, Any], now: float) -> None:
+        container_id = self._container_id(run)
+        self.bridge.remove(container_id)  # a leftover of an earlier run or agent
+        if run.terminated is not None:
+            run.restarts += 1
+        try:
+            self.bridge.start(container_id, self.pod, spec, self._log_path(run))
+        except ImagePullError as exc:
+            run.image_failures += 1
+            reason = "ErrImagePull" if run.image_failures == 1 else "ImagePullBackOff"
+            run.waiting = (reason, str(exc))
+            delay = self.timings.image_backoff_base * 2 ** (run.image_failures - 1)
+            run.retry_at = now + min(delay, self.timings.backoff_max)
+            if run.terminated is not None:
+                run.restarts -= 1
+            return
+        except StartError as exc:
+            run.waiting = ("CreateContainerError", str(exc))
+            run.retry_at = now + self.timings.backoff_base
+            if run.terminated is not None:
+                run.restarts -= 1
+            return
+        run.container_id, run.started = container_id, time.time()
+        run.waiting, run.image_failures = None, 0
+        if run.terminated is not None:
+            run.last, run.terminated = {"terminated": run.terminated}, None
+        run.liveness = _Probe(spec["livenessProbe"]) if spec.get("livenessProbe") else None
+        run.readiness = _Probe(spec["readinessProbe"]) if spec.get("readinessProbe") else None
+        run.ready = run.readiness is None
+
+    def _ended(self, run: _Run, code: int, policy: str, now: float) -> None:
+        oom = self.bridge.oom_killed(run.container_id)
+        reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
+        run.terminated = {
+            "exitCode": code,
+            "reason": run.extra.pop("reason", reason) if not oom else reason,
+            "startedAt": _stamp(run.started),
+            "finishedAt": _stamp(time.time()),
+            "containerID": f"reference://{run.container_id}",
+        }
+        self.bridge.remove(run.container_id)
+        self._log_path(run).with_suffix(".exited").touch()
+        run.container_id, run.ready = "", False
+        again = policy == "Always" or (policy == "OnFailure" and code != 0)
+        if not again:
+            run.done = True
+            return
+        delay = min(self.timings.backoff_base * 2**run.restarts, self.timings.backoff_max)
+        run.retry_at = now + delay
+        run.waiting = (
+            "CrashLoopBackOff",
+            f"back-off {delay:g}s restarting failed container={run.name} pod={self.key}",
+        )
+
+    def _probe(self, run: _Run, now: float) -> None:
+        started = now - (time.time() - run.started)
+        for probe, kind in ((run.liveness, "liveness"), (run.readiness, "readiness")):
+            if probe is None or not probe.due(now, started):
+                continue
+            command = ((probe.spec.get("exec") or {}).get("command")) or []
+            ok = bool(command) and self.bridge.exec(run.container_id, list(command)) == 0
+            probe.record(ok, time.monotonic())
+            if kind == "readiness":
+                threshold = int(probe.spec.get("successThreshold") or 1)
+                run.ready = (run.ready or probe.successes >= threshold) and not probe.failed
+                if probe.failures:
+                    run.ready = run.ready and not probe.failed
+            elif probe.failed:
+                log.info("pod %s: liveness probe of %s failed: restarting", self.key, run.name)
+                self.bridge.signal(run.container_id, signal.SIGKILL)
+                probe.failures = 0
+
+    # -- deletion ------------------------------------------------------------------------
+
+    def _terminate(self, now: float) -> None:
+        running = [r for r in self.runs if r.container_id]
+        if self._kill_deadline is None:
+            grace = self.pod["metadata"].get("deletionGracePeriodSeconds")
+            grace = 30 if grace is None else int(grace)
+            self._kill_deadline = now + grace
+            for run in running:
+                self.bridge.signal(run.container_id, signal.SIGTERM)
+        for run in running:
+            if self.bridge.exit_status(run.container_id) is not None:
+                self.bridge.remove(run.container_id)
+                self._log_path(run).with_suffix(".exited").touch()
+                run.container_id = ""
+            elif now >= self._kill_deadline:
+                self.bridge.signal(run.container_id, signal.SIGKILL)
+        if any(r.container_id for r in self.runs):
+            return
+        m = self.pod["metadata"]
+        body = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "gracePeriodSeconds": 0,
+            "preconditions": {"uid": self.uid},
+        }
+        try:
+            self.api.delete(f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}", body)
+        except NotFoundError:
+            pass  # deleted already
+        except ApiError as exc:
+            if exc.code != 409:
+                raise
+        self.finished = True
+
+    def stop_all(self) -> None:
+        """Kill and remove this pod's containers at once (the pod is gone from the API)."""
+        for run in self.runs:
+            if run.container_id:
+                self.bridge.remove(run.container_id)
+                run.container_id = ""
+        self.finished = True
+
+    # -- status --------------------------------------------------------------------------
+
+    def _container_status(self, run: _Run, image: str) -> dict[str, Any]:
+        state: dict[str, Any]
+        if run.container_id:
+            state = {"running": {"startedAt": _stamp(run.started)}}
+        elif run.done and run.terminated is not None:
+            state = {"terminated": run.terminated}
+        else:
+            reason, message = run.waiting or ("ContainerCreating", "")
+            state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+        last = run.last or {}
+        if run.terminated is not None and not run.done:
+            last = {"terminated": run.terminated}
+        status = {
+            "name": run.name,
+            "state": state,
+            "lastState": last,
+            "ready": bool(run.container_id) and run.ready,
+            "started": bool(run.container_id),
+            "restartCount": run.restarts,
+            "image": image,
+            "imageID": "",
+        }
+        if run.container_id:
+            status["containerID"] = f"reference://{run.container_id}"
+        return status
+
+    def status(self) -> dict[str, Any]:
+        images = {c["name"]: c.get("image", "") for c in self.pod["spec"].get("containers") or []}
+        containers = [self._container_status(r, images[r.name]) for r in self.runs]
+        if all(r.done for r in self.runs):
+            failed = any((r.terminated or {}).get("exitCode") for r in self.runs)
+            phase = "Failed" if failed else "Succeeded"
+        elif any(r.container_id or r.terminated or r.last for r in self.runs):
+            phase = "Running"
+        else:
+            phase = "Pending"
+        ready = all(c["ready"] for c in containers) and phase == "Running"
+        old = {c.get("type"): c for c in (self.pod.get("status") or {}).get("conditions") or []}
+        conditions = []
+        for kind, value in (
+            ("PodReadyToStartContainers", True),
+            ("Initialized", True),
+            ("ContainersReady", ready),
+            ("Ready", ready),
+            ("PodScheduled", True),
+        ):
+            text = "True" if value else "False"
+            previous = old.get(kind) or {}
+            since = previous.get("lastTransitionTime") if previous.get("status") == text else None
+            conditions.append(
+                {
+                    "type": kind,
+                    "status": text,
+                    "lastProbeTime": None,
+                    "lastTransitionTime": since or _stamp(time.time()),
+                }
+            )
+        ip = self.config.node_ip
+        return {
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": ip,
+            "hostIPs": [{"ip": ip}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": self.start_time,
+            "containerStatuses": containers,
+        }
+
+    def _write_status(self) -> None:
+        status = self.status()
+        comparable = {
+            **status,
+            "conditions": [(c["type"], c["status"]) for c in status["conditions"]],
+        }
+        if comparable == self._sent:
+            return
+        m = self.pod["metadata"]
+        try:
+            self.api.patch(
+                f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}/status",
+                {"status": status},
+            )
+        except NotFoundError:
+            return  # deleted meanwhile: the watch will tell
+        self._sent = comparable

@@ -1,0 +1,287 @@
+"""Node agents on the real kernel: pods run as real containers in the nodes' namespaces.
+
+One cluster of three nodes with short periods serves the module; the last test takes
+it down and checks that no process, namespace, link, cgroup or state is left.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from reference_runtime.cluster.handle import ClusterHandle
+from reference_runtime.cluster.nodehost import cgroup_mounts
+from reference_runtime.cluster.testing import KUBECTL
+from reference_runtime.cluster.timings import Timings
+
+pytestmark = pytest.mark.skipif(
+    not Path("/run").is_dir() or __import__("os").geteuid() != 0, reason="needs root"
+)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
+    state = tmp_path_factory.mktemp("agents")
+    handle = ClusterHandle.up("agt", state_dir=state, nodes=3, timings=Timings.fast())
+    yield handle
+    handle.down()
+
+
+@pytest.fixture(scope="module")
+def core(cluster: ClusterHandle) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+
+
+def _until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout}s")
+
+
+def _pod(name: str, command: list[str], **container: Any) -> dict[str, Any]:
+    extra = container.pop("pod", {})
+    spec = {"containers": [{"name": "c", "image": "busybox", "command": command, **container}]}
+    spec["terminationGracePeriodSeconds"] = 1
+    spec.update(extra)
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+def _status(core: client.CoreV1Api, name: str) -> Any:
+    return core.read_namespaced_pod(name, "default").status
+
+
+def test_pod_runs_in_node_netns_with_memory_limit(
+    cluster: ClusterHandle, core: client.CoreV1Api
+) -> None:
+    core.create_namespaced_pod(
+        "default",
+        _pod(
+            "net",
+            ["sh", "-c", "cat /proc/net/fib_trie | grep -c 10.; sleep 60"],
+            resources={"limits": {"memory": "48Mi", "cpu": "500m"}},
+        ),
+    )
+    status = _until(
+        lambda: (s := _status(core, "net")).phase == "Running" and s.pod_ip and s, what="Running"
+    )
+    node = core.read_namespaced_pod("net", "default").spec.node_name
+    agent = cluster._config["agents"][node]["host"]
+    assert status.pod_ip == status.host_ip == agent["node_ip"]
+    container_id = status.container_statuses[0].container_id.removeprefix("reference://")
+    memory = [m for m in cgroup_mounts() if (m / "memory.limit_in_bytes").exists()]
+    if memory:
+        limit = memory[0] / agent["cgroup"] / container_id / "memory.limit_in_bytes"
+        assert int(limit.read_text()) == 48 * 1024 * 1024
+    pids = Path("/sys/fs/cgroup/pids") / agent["cgroup"] / container_id / "cgroup.procs"
+    pid = int(pids.read_text().split()[0])
+    netns = Path(f"/run/netns/{agent['netns']}").stat().st_ino
+    assert Path(f"/proc/{pid}/ns/net").stat().st_ino == netns
+    core.delete_namespaced_pod("net", "default", grace_period_seconds=1)
+    _until(lambda: not pids.parent.exists(), what="container gone")
+    _until(
+        lambda: not core.list_namespaced_pod("default", field_selector="metadata.name=net").items
+    )
+
+
+def test_exit_1_restarts_with_backoff(core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod("default", _pod("crash", ["sh", "-c", "echo boom; exit 1"]))
+    status = _until(
+        lambda: (
+            (s := _status(core, "crash")).container_statuses
+            and s.container_statuses[0].restart_count >= 2
+            and s
+        ),
+        what="two restarts",
+    )
+    c = status.container_statuses[0]
+    assert c.last_state.terminated.exit_code == 1 and c.last_state.terminated.reason == "Error"
+    core.delete_namespaced_pod("crash", "default", grace_period_seconds=0)
+
+
+def test_never_completed_and_oomkilled(core: client.CoreV1Api) -> None:
+    never = {"pod": {"restartPolicy": "Never"}}
+    core.create_namespaced_pod("default", _pod("done", ["true"], **never))
+    hog = "x=a; while true; do x=$x$x$x$x; done"
+    core.create_namespaced_pod(
+        "default",
+        _pod("oom", ["sh", "-c", hog], resources={"limits": {"memory": "16Mi"}}, **never),
+    )
+    done = _until(lambda: (s := _status(core, "done")).phase == "Succeeded" and s, what="done")
+    assert done.container_statuses[0].state.terminated.reason == "Completed"
+    oom = _until(lambda: (s := _status(core, "oom")).phase == "Failed" and s, what="OOM")
+    assert oom.container_statuses[0].state.terminated.reason == "OOMKilled"
+    for name in ("done", "oom"):
+        core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+
+
+def test_probes(core: client.CoreV1Api) -> None:
+    probe = {"periodSeconds": 1, "failureThreshold": 1}
+    core.create_namespaced_pod(
+        "default",
+        _pod(
+            "probed",
+            ["sh", "-c", "sleep 60"],
+            livenessProbe={"exec": {"command": ["test", "-e", "/tmp/missing"]}, **probe},
+        ),
+    )
+    core.create_namespaced_pod(
+        "default",
+        _pod(
+            "gated",
+            ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 60"],
+            readinessProbe={"exec": {"command": ["test", "-e", "/tmp/ready"]}, **probe},
+        ),
+    )
+    _until(
+        lambda: (
+            (s := _status(core, "gated")).phase == "Running" and s.container_statuses[0].started
+        ),
+        what="gated running",
+    )
+    ready = {c.type: c.status for c in _status(core, "gated").conditions}
+    assert ready["Ready"] == "False"
+    _until(
+        lambda: {c.type: c.status for c in _status(core, "gated").conditions}["Ready"] == "True",
+        what="readiness",
+    )
+    _until(
+        lambda: (
+            (s := _status(core, "probed")).container_statuses
+            and s.container_statuses[0].restart_count >= 1
+        ),
+        what="liveness restart",
+    )
+    for name in ("probed", "gated"):
+        core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+def test_kubectl_logs_and_wide(cluster: ClusterHandle, core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod("default", _pod("talk", ["sh", "-c", "echo hello; sleep 60"]))
+    _until(lambda: _status(core, "talk").phase == "Running", what="talk running")
+
+    def kubectl(*args: str) -> str:
+        result = subprocess.run(
+            [str(KUBECTL), "--kubeconfig", str(cluster.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return result.stdout
+
+    _until(lambda: kubectl("logs", "talk") == "hello\n", what="logs")
+    wide = kubectl("get", "pods", "talk", "-o", "wide")
+    assert "Running" in wide and "reference-node-" in wide
+    core.delete_namespaced_pod("talk", "default", grace_period_seconds=0)
+
+
+def test_image_not_found(core: client.CoreV1Api) -> None:
+    pod = _pod("noimg", ["true"])
+    pod["spec"]["containers"][0]["image"] = "no-such-image:1"
+    core.create_namespaced_pod("default", pod)
+    waiting = _until(
+        lambda: (
+            (s := _status(core, "noimg")).container_statuses
+            and s.container_statuses[0].state.waiting
+        ),
+        what="waiting",
+    )
+    assert waiting.reason in ("ErrImagePull", "ImagePullBackOff")
+    assert "no-such-image:1" in waiting.message
+    core.delete_namespaced_pod("noimg", "default", grace_period_seconds=0)
+
+
+def _deployment(name: str, replicas: int) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "600"]}],
+                },
+            },
+        },
+    }
+
+
+def _ready_pods(core: client.CoreV1Api, app: str) -> list[Any]:
+    pods = core.list_namespaced_pod("default", label_selector=f"app={app}").items
+    return [
+        p
+        for p in pods
+        if p.metadata.deletion_timestamp is None
+        and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+    ]
+
+
+def _node_ready(core: client.CoreV1Api, node: str) -> str:
+    conditions = core.read_node(node).status.conditions
+    return next(c.status for c in conditions if c.type == "Ready")
+
+
+def test_deployment_survives_node_crash(cluster: ClusterHandle, core: client.CoreV1Api) -> None:
+    apps = client.AppsV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+    apps.create_namespaced_deployment("default", _deployment("web", 3))
+    pods = _until(lambda: len(p := _ready_pods(core, "web")) == 3 and p, what="3 ready")
+    victim = pods[0].spec.node_name
+    cluster.stop_node(victim)
+    _until(lambda: _node_ready(core, victim) == "Unknown", what="node NotReady")
+    _until(
+        lambda: (
+            len(p := _ready_pods(core, "web")) == 3 and all(x.spec.node_name != victim for x in p)
+        ),
+        timeout=30,
+        what="pods replaced on other nodes",
+    )
+    cluster.start_node(victim)
+    _until(lambda: _node_ready(core, victim) == "True", what="node Ready again")
+    apps.delete_namespaced_deployment("web", "default")
+
+
+def test_partition_and_heal(cluster: ClusterHandle, core: client.CoreV1Api) -> None:
+    node = cluster.node_names[1]
+    cluster.partition_node(node)
+    try:
+        _until(lambda: _node_ready(core, node) == "Unknown", what="partitioned node NotReady")
+    finally:
+        cluster.heal_node(node)
+    _until(lambda: _node_ready(core, node) == "True", what="healed node Ready")
+
+
+def test_restart_api_server_agents_reconnect(
+    cluster: ClusterHandle, core: client.CoreV1Api
+) -> None:
+    core.create_namespaced_pod("default", _pod("before", ["sleep", "60"]))
+    _until(lambda: _status(core, "before").phase == "Running", what="before running")
+    cluster.restart_api_server()
+    core.create_namespaced_pod("default", _pod("after", ["sleep", "60"]))
+    _until(lambda: _status(core, "after").phase == "Running", what="after running")
+    assert _status(core, "before").phase == "Running"
+    for name in ("before", "after"):
+        core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+
+
+def test_down_leaves_nothing(cluster: ClusterHandle) -> None:
+    hosts = [a["host"] for a in cluster._config["agents"].values()]
+    cluster.down()
+    assert cluster.host_resources() == []
+    for host in hosts:
+        assert not Path(f"/run/netns/{host['netns']}").exists()
+        assert not any((m / host["cgroup"]).exists() for m in cgroup_mounts())
+    assert not cluster.dir.exists()
