@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,15 @@ def refused(requirement: str, what: str) -> Iterator[None]:
     except ContainersError:
         return
     raise AssertionError(f"{requirement}: {what} succeeded; the spec requires an error")
+
+
+def sees(pid: int, inside: str, host: Path) -> bool:
+    """Process ``pid`` has ``host`` at ``inside`` in its root: it is in the container that
+    bind-mounts ``host`` there (``/proc/PID/root`` shows a process's root from the host)."""
+    try:
+        return os.path.samefile(f"/proc/{pid}/root{inside}", host)
+    except OSError:  # no such process, or not that directory
+        return False
 
 
 def needs(adapter: RuntimeAdapter, *features: str) -> None:

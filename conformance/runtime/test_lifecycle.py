@@ -55,7 +55,7 @@ from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
 from reference_runtime.rootfs_builder import make_bundle
 
-from ._support import refused
+from ._support import refused, sees
 
 CREATED, RUNNING, STOPPED = "created", "running", "stopped"
 DELETED = "deleted"  # the model's own word for "no longer known to the runtime"
@@ -410,6 +410,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             if self.supports(HOST_PID):
                 assert process_start_time(pid) == c.pid_start, (
                     f"RT-STATE-PID-1: {c.id} is {c.status}, but its process {pid} is gone"
+                )
+                assert sees(pid, PROBE, c.probe), (
+                    f"RT-STATE-PID-1: pid {pid} of {c.id} is not its container process: "
+                    f"it has no {PROBE} bind mount of {c.probe}"
                 )
 
     @invariant()

@@ -42,7 +42,7 @@ from pytest_containers.ledger import process_start_time
 from pytest_containers.runtime import ContainerFactory
 from reference_runtime.rootfs_builder import make_bundle
 
-from ._support import needs, refused
+from ._support import needs, refused, sees
 
 PROBE = "/probe"
 TRAPPED = ("HUP", "INT", "QUIT", "USR1", "USR2", "ALRM", "WINCH")
@@ -367,6 +367,11 @@ def test_state_is_the_spec_state_document(
         assert isinstance(doc.get("pid"), int) and doc["pid"] > 0, (
             f"RT-OP-STATE-3: a {status} container has pid {doc.get('pid')!r}"
         )
+        if HOST_PID not in runtime_adapter.unsupported:
+            assert sees(doc["pid"], PROBE, made.probe), (
+                f"RT-OP-STATE-3: pid {doc['pid']} of the {status} container is not its "
+                f"process: it has no {PROBE} bind mount of {made.probe}"
+            )
     assert (doc.get("annotations") or {}) == {"org.example.key": "value"}, (
         f"RT-OP-STATE-3: annotations {doc.get('annotations')!r}"
     )
