@@ -65,7 +65,8 @@ KIND_CLUSTER = "cluster"
 KIND_NAMESPACE = "cluster-namespace"
 SESSION_SHAPE: dict[str, Any] = {"nodes": 1, "hollow_nodes": 3, "store": "sqlite"}
 """The reference cluster the conformance suite runs against: one node for real pods
-(when node agents run them) and three hollow nodes for API and scheduling semantics."""
+(when node agents run them) and three hollow nodes for API and scheduling semantics,
+with short periods (``Timings.fast()``: a lost node is noticed within seconds)."""
 NAMESPACE_TIMEOUT = 60.0
 _ENV_KEY = "containers_cluster_environment"  # in xdist workeroutput
 
@@ -96,9 +97,12 @@ class ClusterFactory:
         return cls(choice, ledger(config), DEFAULT_STATE_DIR)
 
     def throwaway(
-        self, nodes: int = 3, hollow_nodes: int = 0, store: str = "sqlite"
+        self, nodes: int = 3, hollow_nodes: int = 0, store: str = "sqlite", **options: Any
     ) -> ReferenceCluster:
-        """Start a reference cluster, recorded in the ledger; release with ``remove``."""
+        """Start a reference cluster, recorded in the ledger; release with ``remove``.
+
+        ``options`` go to ``ClusterHandle.up`` (``timings=Timings.fast()``, ``node_runtime``).
+        """
         __tracebackhide__ = True
         for label, count in (("nodes", nodes), ("hollow_nodes", hollow_nodes)):
             if not isinstance(count, int) or count < 0:
@@ -110,7 +114,12 @@ class ClusterFactory:
         record = self.ledger.record(KIND_CLUSTER, name, state_dir=str(self.state_dir), store=store)
         try:
             made = ReferenceCluster.up(
-                name, state_dir=self.state_dir, nodes=nodes, hollow_nodes=hollow_nodes, store=store
+                name,
+                state_dir=self.state_dir,
+                nodes=nodes,
+                hollow_nodes=hollow_nodes,
+                store=store,
+                **options,
             )
         except BaseException:
             # the handle removes a cluster that failed to come up; make sure of it
@@ -135,7 +144,9 @@ class ClusterFactory:
             if self.choice.kubeconfig is not None:
                 self._session = KubeconfigCluster(self.choice.kubeconfig)
             else:
-                self._session = self.throwaway(**SESSION_SHAPE)
+                from reference_runtime.cluster.timings import Timings
+
+                self._session = self.throwaway(**SESSION_SHAPE, timings=Timings.fast())
             self._describe(self._session)
         return self._session
 
@@ -170,10 +181,12 @@ class Throwaways:
         self.made: list[ReferenceCluster] = []
 
     def __call__(
-        self, nodes: int = 3, hollow_nodes: int = 0, store: str = "sqlite"
+        self, nodes: int = 3, hollow_nodes: int = 0, store: str = "sqlite", **options: Any
     ) -> ReferenceCluster:
         __tracebackhide__ = True
-        made = self.factory.throwaway(nodes=nodes, hollow_nodes=hollow_nodes, store=store)
+        made = self.factory.throwaway(
+            nodes=nodes, hollow_nodes=hollow_nodes, store=store, **options
+        )
         self.made.append(made)
         return made
 

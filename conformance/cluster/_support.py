@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from kubernetes.client.exceptions import ApiException
@@ -21,6 +22,8 @@ UNSCHEDULED = "pytest-containers-nobody"
 IMAGE = "busybox"
 HOLLOW_ANNOTATION = "reference-cluster.io/hollow"
 AGENT_ANNOTATION = "reference-cluster.io/agent"
+GROUP = "pytest-containers.io/group"
+"""Label and NoSchedule taint of a test's synthetic nodes (value: its namespace)."""
 
 T = TypeVar("T")
 
@@ -167,3 +170,45 @@ def ready_nodes(cluster: ClusterAdapter) -> list[Any]:
         for n in nodes
         if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
     ]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A synthetic node: capacity in millicores, MiB and pods; labels; NoSchedule taints."""
+
+    cpu: int
+    memory: int
+    pods: int
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: tuple[str, ...] = ()
+
+
+def synthetic_node(name: str, spec: NodeSpec, group: str) -> dict[str, Any]:
+    capacity = {"cpu": f"{spec.cpu}m", "memory": f"{spec.memory}Mi", "pods": str(spec.pods)}
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    taints = [{"key": GROUP, "value": group, "effect": "NoSchedule"}]
+    taints += [{"key": key, "value": "true", "effect": "NoSchedule"} for key in spec.taints]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {GROUP: group, "kubernetes.io/hostname": name, **spec.labels},
+            "annotations": {HOLLOW_ANNOTATION: "true"},
+        },
+        "spec": {"taints": taints},
+        "status": {
+            "capacity": capacity,
+            "allocatable": dict(capacity),
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "synthetic node",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+        },
+    }

@@ -61,8 +61,12 @@ class ReferenceCluster(KubeClient):
         store: str = "sqlite",
         timeout: float = 60.0,
         progress: Callable[[str], None] | None = None,
+        **options: Any,
     ) -> ReferenceCluster:
-        """Start a cluster; on failure nothing is left (the handle removes it)."""
+        """Start a cluster; on failure nothing is left (the handle removes it).
+
+        ``options`` go to ``ClusterHandle.up`` as they are (``timings``, ``node_runtime``).
+        """
         handle = handle_class().up(
             name,
             state_dir=state_dir,
@@ -71,6 +75,7 @@ class ReferenceCluster(KubeClient):
             store=store,
             timeout=timeout,
             progress=progress,
+            **options,
         )
         return cls(handle, store)
 
