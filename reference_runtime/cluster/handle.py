@@ -132,6 +132,10 @@ class ClusterHandle:
             raise ClusterError(f"port must be 0-65535, not {port}")
         if node_runtime not in ("reference", "runc"):
             raise ClusterError(f"node_runtime is 'reference' or 'runc', not {node_runtime!r}")
+        if node_runtime == "runc" and nodes:
+            raise ClusterError(
+                "node_runtime 'runc' is not supported by the node agents yet; use 'reference'"
+            )
         if not (store in ("sqlite", "etcd") or store.startswith(("sqlite:", "etcd://"))):
             raise ClusterError(
                 f"a store is sqlite, sqlite:PATH, etcd or etcd://HOST:PORT, not {store!r}"
