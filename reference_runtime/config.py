@@ -58,11 +58,26 @@ def validate_id(container_id: str) -> None:
 
 
 @dataclass(frozen=True)
+class IDMapping:
+    container_id: int
+    host_id: int
+    size: int
+
+
+@dataclass(frozen=True)
 class Mount:
     destination: str
     type: str | None
     source: str | None
     options: tuple[str, ...] = ()
+    # an idmapped mount's own mappings (config.md "uidMappings"/"gidMappings")
+    uid_mappings: tuple[IDMapping, ...] = ()
+    gid_mappings: tuple[IDMapping, ...] = ()
+
+    @property
+    def idmap(self) -> bool:
+        """Whether the mount is idmapped ("idmap"/"ridmap", or mappings of its own)."""
+        return bool(self.uid_mappings) or not {"idmap", "ridmap"}.isdisjoint(self.options)
 
     @property
     def is_bind(self) -> bool:
@@ -73,13 +88,6 @@ class Mount:
 class Namespace:
     type: str
     path: str | None = None
-
-
-@dataclass(frozen=True)
-class IDMapping:
-    container_id: int
-    host_id: int
-    size: int
 
 
 @dataclass(frozen=True)
@@ -184,6 +192,69 @@ class Device:
     gid: int | None = None
 
 
+# linux.seccomp: the names of config-linux.md "Seccomp" (those of libseccomp's seccomp.h)
+SECCOMP_ACTIONS = (
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_TRAP",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
+)
+SECCOMP_ERRNO_ACTIONS = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")  # those that take errnoRet
+SECCOMP_ARCHES = (
+    *("X86", "X86_64", "X32", "ARM", "AARCH64", "MIPS", "MIPS64", "MIPS64N32", "MIPSEL"),
+    *("MIPSEL64", "MIPSEL64N32", "PPC", "PPC64", "PPC64LE", "S390", "S390X", "PARISC"),
+    *("PARISC64", "RISCV64", "LOONGARCH64", "M68K", "SH", "SHEB"),
+)
+SECCOMP_OPS = ("NE", "LT", "LE", "EQ", "GE", "GT", "MASKED_EQ")
+SECCOMP_FLAGS = (
+    "SECCOMP_FILTER_FLAG_TSYNC",
+    "SECCOMP_FILTER_FLAG_LOG",
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+)
+# The system call that hands the listener descriptor to the runtime once the filter is
+# loaded: notifying it would wait for a listener that never gets the descriptor (runc
+# refuses SCMP_ACT_NOTIFY on write, its own hand-off, for the same reason).
+SECCOMP_HANDOFF_SYSCALLS = ("sendmsg",)
+
+
+@dataclass(frozen=True)
+class SeccompArg:
+    index: int
+    value: int
+    value_two: int
+    op: str  # without the SCMP_CMP_ prefix
+
+
+@dataclass(frozen=True)
+class SeccompRule:
+    names: tuple[str, ...]
+    action: str
+    errno_ret: int | None = None
+    args: tuple[SeccompArg, ...] = ()
+
+
+@dataclass(frozen=True)
+class Seccomp:
+    default_action: str
+    default_errno_ret: int | None = None
+    architectures: tuple[str, ...] = ()  # without the SCMP_ARCH_ prefix
+    flags: tuple[str, ...] = ()
+    listener_path: str | None = None
+    listener_metadata: str | None = None
+    syscalls: tuple[SeccompRule, ...] = ()
+
+    @property
+    def notifies(self) -> bool:
+        """Whether some rule uses SCMP_ACT_NOTIFY (so the listener gets the fd)."""
+        return any(rule.action == "SCMP_ACT_NOTIFY" for rule in self.syscalls)
+
+
 @dataclass(frozen=True)
 class Config:
     bundle: str
@@ -208,6 +279,7 @@ class Config:
     rootfs_propagation: str | None
     personality: int | None
     time_offsets: str
+    seccomp: Seccomp | None
     raw: dict[str, Any]
     text: bytes = b""
     warnings: tuple[str, ...] = ()
@@ -285,12 +357,18 @@ def parse_config(raw: Any, bundle: str) -> Config:
         if value is not None and len(value.encode()) > 64:
             raise ConfigError(f"{name} {value!r} is longer than 64 bytes")
     sysctl = _sysctl(linux.get("sysctl", {}), new_ns)
-    for unsupported in ("seccomp", "intelRdt"):
-        if linux.get(unsupported):
-            from .errors import UnsupportedError
+    if linux.get("intelRdt"):
+        from .errors import UnsupportedError
 
-            # applying none of it silently would break the spec's MUST; say so instead
-            raise UnsupportedError(f"linux.{unsupported} is not supported by this runtime")
+        # applying none of it silently would break the spec's MUST; say so instead
+        raise UnsupportedError("linux.intelRdt is not supported by this runtime")
+    mounts = _mounts(obj.get("mounts", []))
+    for i, mount in enumerate(mounts):
+        if mount.idmap and not mount.uid_mappings and "user" not in {ns.type for ns in namespaces}:
+            raise ConfigError(
+                f"mounts[{i}] ({mount.destination}) is idmapped but has no uidMappings and "
+                "gidMappings, and the container has no user namespace to take them from"
+            )
     resources = _obj(linux.get("resources", {}), "linux.resources")
     cgroups_path = _opt_str(linux.get("cgroupsPath"), "linux.cgroupsPath")
     if cgroups_path is not None and ".." in cgroups_path.split("/"):
@@ -317,7 +395,7 @@ def parse_config(raw: Any, bundle: str) -> Config:
         process=process,
         hostname=hostname,
         domainname=domainname,
-        mounts=_mounts(obj.get("mounts", [])),
+        mounts=mounts,
         hooks=_hooks(obj.get("hooks", {})),
         annotations=dict(annotations),
         namespaces=namespaces,
@@ -332,6 +410,7 @@ def parse_config(raw: Any, bundle: str) -> Config:
         rootfs_propagation=propagation,
         personality=_personality(linux.get("personality")),
         time_offsets=_time_offsets(linux.get("timeOffsets"), new_ns),
+        seccomp=_seccomp(linux.get("seccomp")),
         raw=obj,
         warnings=tuple(warnings),
     )
@@ -480,16 +559,18 @@ def _mounts(value: Any) -> tuple[Mount, ...]:
             type=_opt_str(entry.get("type"), f"mounts[{i}].type"),
             source=_opt_str(entry.get("source"), f"mounts[{i}].source"),
             options=_str_list(entry.get("options", []), f"mounts[{i}].options"),
+            uid_mappings=_mappings(entry.get("uidMappings", []), f"mounts[{i}].uidMappings"),
+            gid_mappings=_mappings(entry.get("gidMappings", []), f"mounts[{i}].gidMappings"),
         )
-        if (
-            entry.get("uidMappings")
-            or entry.get("gidMappings")
-            or {"idmap", "ridmap"} & set(mount.options)
-        ):
+        if bool(mount.uid_mappings) != bool(mount.gid_mappings):
+            raise ConfigError(
+                f"mounts[{i}] ({dest}): uidMappings and gidMappings go together: give both"
+            )
+        if mount.idmap and not mount.is_bind:
             from .errors import UnsupportedError
 
             raise UnsupportedError(
-                f"mounts[{i}] ({dest}): idmapped mounts are not supported by this runtime"
+                f"mounts[{i}] ({dest}): idmapped mounts are supported for bind mounts only"
             )
         if mount.is_bind:
             if not mount.source:
@@ -786,3 +867,95 @@ def _sysctl(value: Any, new_ns: set[str]) -> dict[str, str]:
         if not os.path.exists("/proc/sys/" + key.replace(".", "/")):
             raise ConfigError(f"linux.sysctl {key!r} does not exist on this kernel")
     return dict(table)
+
+
+def _seccomp(value: Any) -> Seccomp | None:
+    """``linux.seccomp``; unknown syscall names are left to the filter (see ``seccomp``)."""
+    __tracebackhide__ = True
+    if value is None:
+        return None
+    where = "linux.seccomp"
+    obj = _obj(value, where)
+    default = _seccomp_action(obj.get("defaultAction"), f"{where}.defaultAction")
+    if default == "SCMP_ACT_NOTIFY":
+        raise ConfigError(
+            f"{where}.defaultAction SCMP_ACT_NOTIFY would hold up the runtime's own system "
+            "calls: notify only the syscalls the listener handles"
+        )
+    default_errno = _seccomp_errno(obj, "defaultErrnoRet", default, where)
+    arches = []
+    for name in _str_list(obj.get("architectures", []), f"{where}.architectures"):
+        if not name.startswith("SCMP_ARCH_") or name[10:] not in SECCOMP_ARCHES:
+            raise ConfigError(f"{where}.architectures: unknown architecture {name!r}")
+        arches.append(name[10:])
+    flags = _str_list(obj.get("flags", []), f"{where}.flags")
+    for flag in flags:
+        if flag not in SECCOMP_FLAGS:
+            raise ConfigError(
+                f"{where}.flags: unknown flag {flag!r} (one of {', '.join(SECCOMP_FLAGS)})"
+            )
+    listener = _opt_str(obj.get("listenerPath"), f"{where}.listenerPath") or None
+    metadata = _opt_str(obj.get("listenerMetadata"), f"{where}.listenerMetadata")
+    if metadata is not None and listener is None:
+        raise ConfigError(f"{where}.listenerMetadata is set but listenerPath is not")
+    if listener is not None and len(listener.encode()) > 107:
+        raise ConfigError(f"{where}.listenerPath is longer than a socket path can be (107)")
+    rules = tuple(
+        _seccomp_rule(item, f"{where}.syscalls[{i}]")
+        for i, item in enumerate(_list(obj.get("syscalls", []), f"{where}.syscalls"))
+    )
+    spec = Seccomp(default, default_errno, tuple(arches), flags, listener, metadata, rules)
+    if spec.notifies and listener is None:
+        raise ConfigError(f"{where} uses SCMP_ACT_NOTIFY but sets no listenerPath")
+    return spec
+
+
+def _seccomp_action(value: Any, where: str) -> str:
+    __tracebackhide__ = True
+    action = _str(value, where)
+    if action not in SECCOMP_ACTIONS:
+        raise ConfigError(f"{where} {action!r} is not one of {', '.join(SECCOMP_ACTIONS)}")
+    return action
+
+
+def _seccomp_errno(obj: dict[str, Any], key: str, action: str, where: str) -> int | None:
+    __tracebackhide__ = True
+    if obj.get(key) is None:
+        return None
+    if action not in SECCOMP_ERRNO_ACTIONS:
+        raise ConfigError(
+            f"{where}.{key} is set but {action} returns no errno "
+            f"(only {' and '.join(SECCOMP_ERRNO_ACTIONS)} do)"
+        )
+    return _int(obj[key], f"{where}.{key}", 0, 0xFFFF)
+
+
+def _seccomp_rule(value: Any, where: str) -> SeccompRule:
+    __tracebackhide__ = True
+    entry = _obj(value, where)
+    names = _str_list(entry.get("names"), f"{where}.names")
+    if not names or not all(names):
+        raise ConfigError(f"{where}.names must list at least one syscall name")
+    action = _seccomp_action(entry.get("action"), f"{where}.action")
+    if action == "SCMP_ACT_NOTIFY" and set(names) & set(SECCOMP_HANDOFF_SYSCALLS):
+        raise ConfigError(
+            f"{where}: SCMP_ACT_NOTIFY cannot apply to "
+            f"{', '.join(SECCOMP_HANDOFF_SYSCALLS)}: the runtime needs it to hand the "
+            "listener descriptor over"
+        )
+    args = []
+    for j, item in enumerate(_list(entry.get("args", []), f"{where}.args")):
+        arg = _obj(item, f"{where}.args[{j}]")
+        op = _str(arg.get("op"), f"{where}.args[{j}].op")
+        if not op.startswith("SCMP_CMP_") or op[9:] not in SECCOMP_OPS:
+            raise ConfigError(f"{where}.args[{j}].op {op!r} is not a SCMP_CMP_ operator")
+        args.append(
+            SeccompArg(
+                index=_int(arg.get("index"), f"{where}.args[{j}].index", 0, 5),
+                value=_int(arg.get("value"), f"{where}.args[{j}].value", 0, 2**64 - 1),
+                value_two=_int(arg.get("valueTwo", 0), f"{where}.args[{j}].valueTwo", 0, 2**64 - 1),
+                op=op[9:],
+            )
+        )
+    errno_ret = _seccomp_errno(entry, "errnoRet", action, where)
+    return SeccompRule(names, action, errno_ret, tuple(args))

@@ -1,8 +1,10 @@
 """``create``: build the container up to the point where only ``start`` is missing.
 
-Validate everything first (ID, config, cgroup values, mount paths, namespace paths);
-only then make the state directory, the cgroup and the processes (see ``init``). Any
-failure after that undoes every step, so a failed create leaves nothing behind.
+Validate everything first (ID, config, cgroup values, mount paths, namespace paths)
+and build what the container process inherits ready-made (the seccomp filter, the
+idmapped mounts); only then make the state directory, the cgroup and the processes
+(see ``init``). Any failure after that undoes every step, so a failed create leaves
+nothing behind.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .waiting import reap_if_child, wait_gone
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .cgroups.manager import CgroupManager
+    from .seccomp import Filter
 
 CREATE_TIMEOUT = 120.0  # seconds for the container to report ready (hooks included)
 _SIGKILL = 9
@@ -70,6 +73,27 @@ class Creation:
         self.stage1_pid = 0
         self.init_pid = 0
         self.made_dir = False
+        self.seccomp: Filter | None = None
+        self.seccomp_loaded = False
+        self.mount_fds: dict[int, int] = {}
+
+    def prepare(self, ns_fds: dict[str, int]) -> None:
+        """What the container process inherits ready-made: the seccomp filter and the
+        idmapped mounts (both checked here, before anything is created)."""
+        if self.config.seccomp is not None:
+            from . import seccomp
+
+            self.seccomp = seccomp.build(self.config.seccomp)
+        if any(m.idmap for m in self.config.mounts):
+            self.mount_fds = rootfs.open_idmapped(self.config, ns_fds.get("user"))
+
+    def release(self) -> None:
+        """Drop the runtime's references to what ``prepare`` made (the forks have theirs)."""
+        if self.seccomp is not None:
+            self.seccomp.release()
+        for fd in self.mount_fds.values():
+            os.close(fd)
+        self.mount_fds = {}
 
     def make_state_dir(self, config_text: bytes) -> None:
         os.makedirs(self.store.root, mode=0o711, exist_ok=True)
@@ -123,6 +147,8 @@ class Creation:
                 cgroup=self.manager,
                 stdio=stdio,
                 no_pivot=no_pivot,
+                seccomp=self.seccomp,
+                mount_fds=self.mount_fds,
             )
             # The init is reparented to us when stage 1 exits: we are its subreaper
             # for that moment, so that we alone can later collect its exit status.
@@ -159,8 +185,11 @@ class Creation:
             try:
                 message = channel.recv()
             except TimeoutError:
+                waiting = ""
+                if self.seccomp_loaded and self.seccomp is not None and self.seccomp.spec.notifies:
+                    waiting = " (a system call it notifies may be waiting for the listener)"
                 raise ProcessError(
-                    f"the container did not become ready within {CREATE_TIMEOUT:.0f}s"
+                    f"the container did not become ready within {CREATE_TIMEOUT:.0f}s{waiting}"
                 ) from None
             kind = message.get("t")
             if kind == "userns":
@@ -183,6 +212,9 @@ class Creation:
                     hooks.run_all(config.hooks.prestart, spec_state, "prestart")
                     hooks.run_all(config.hooks.create_runtime, spec_state, "createRuntime")
                 channel.send("go", state=spec_state)
+            elif kind == "seccomp":
+                self.seccomp_loaded = True
+                self._hand_over_listener(message.get("fds", []), state)
             elif kind == "ready":
                 # stage 1 has exited, which made the init our child: reap stage 1
                 os.waitpid(self.stage1_pid, 0)
@@ -192,8 +224,28 @@ class Creation:
                 raise error_class(message.get("kind", ""))(
                     message.get("msg", "container setup failed")
                 )
+            elif self.seccomp is not None:
+                from .seccomp import INIT_SYSCALLS
+
+                raise ProcessError(
+                    "the container process died before it was ready: its seccomp filter, "
+                    "once loaded, must allow what the runtime calls before exec: "
+                    + ", ".join(INIT_SYSCALLS)
+                )
             else:
                 raise ProcessError("the container process exited before it was ready")
+
+    def _hand_over_listener(self, fds: list[int], state: State) -> None:
+        """Send the seccomp listener the init handed over to listenerPath (if NOTIFY)."""
+        from . import seccomp
+
+        try:
+            if fds and self.config.seccomp is not None:
+                spec_state = {**state.spec_state(), "pid": state.pid}
+                seccomp.send_state(self.config.seccomp, fds[0], state.pid, spec_state)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def undo(self) -> None:
         """Remove whatever this create made; safe to call at any point."""
@@ -243,6 +295,7 @@ def create(
     ns_fds = namespaces.open_paths(config)
     creation = Creation(store, container_id, config)
     try:
+        creation.prepare(ns_fds)
         state = creation.run(stdio, no_pivot, ns_fds)
         if pid_file is not None:
             _write_pid_file(os.fspath(pid_file), state.pid)
@@ -250,6 +303,7 @@ def create(
         creation.undo()
         raise
     finally:
+        creation.release()
         namespaces.close_all(ns_fds)
     return state
 

@@ -6,9 +6,9 @@
       └─ fork ──> stage 1: setsid, the user namespace (mapped by the runtime), joins or
           unshares the rest, forks the init, reports its host PID and exits
             └─ fork ──> init (PID 1 in a new pid namespace), reparented to the runtime:
-                waits for "go", cgroup namespace, hostname, sysctl, rootfs, credentials,
-                reports "ready", then blocks on the start socket until ``start``
-                connects, and execs the program.
+                waits for "go", cgroup namespace, hostname, sysctl, rootfs, credentials
+                and the seccomp filter (see ``seccomp``), reports "ready", then blocks
+                on the start socket until ``start`` connects, and execs the program.
 
 As with runc, the container process is the child of whoever created it (the runtime
 process while it lives, else the nearest subreaper or PID 1): that process alone can
@@ -25,17 +25,18 @@ import _socket
 import os
 
 from . import _lite, hooks, kernel, namespaces, process, rootfs
-from .errors import RuntimeSpecError
+from .errors import ProcessError, RuntimeSpecError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dataclasses import dataclass
+    from dataclasses import dataclass, field
     from typing import Any
 
     from .cgroups.manager import CgroupManager
     from .config import Config
+    from .seccomp import Filter
 else:
-    from ._lite import dataclass
+    from ._lite import dataclass, field
 
 INIT_FAILED = 127
 
@@ -49,11 +50,17 @@ class Channel:
     def send(self, message_type: str, /, **fields: Any) -> None:
         self.sock.send(_lite.dumps({"t": message_type, **fields}).encode())
 
+    def send_fd(self, message_type: str, fd: int, /, **fields: Any) -> None:
+        """Send a message with a descriptor (SCM_RIGHTS); the receiver finds it in "fds"."""
+        kernel.send_fd(self.sock, _lite.dumps({"t": message_type, **fields}).encode(), fd)
+
     def recv(self) -> dict[str, Any]:
-        data = self.sock.recv(1 << 20)
+        data, fds = kernel.recv_fds(self.sock, 1 << 20)
         if not data:
             return {"t": "eof"}
         message: dict[str, Any] = _lite.loads(data)
+        if fds:
+            message["fds"] = fds
         return message
 
     def send_error(self, exc: BaseException) -> None:
@@ -76,6 +83,8 @@ class Plan:
     cgroup: CgroupManager
     stdio: tuple[int, int, int] | None
     no_pivot: bool
+    seccomp: Filter | None = None  # built by the runtime, loaded by the init
+    mount_fds: dict[int, int] = field(default_factory=dict)  # idmapped trees by mount index
 
 
 def close_fds_except(keep: set[int]) -> None:
@@ -92,7 +101,12 @@ def stage1_main(plan: Plan) -> None:
     try:
         config = plan.config
         os.setsid()
-        keep = {plan.listener.fileno(), plan.channel.sock.fileno(), *plan.namespace_fds.values()}
+        keep = {
+            plan.listener.fileno(),
+            plan.channel.sock.fileno(),
+            *plan.namespace_fds.values(),
+            *plan.mount_fds.values(),
+        }
         if plan.stdio is not None:
             for target, fd in enumerate(plan.stdio):
                 if fd != target:
@@ -166,20 +180,48 @@ def init_main(plan: Plan) -> None:
                 config.hooks.create_container, state, "createContainer"
             ),
             no_pivot=plan.no_pivot,
+            mount_fds=plan.mount_fds,
         )
+        for fd in plan.mount_fds.values():
+            os.close(fd)
         try:
             os.chdir(config.process.cwd)
         except OSError:  # may only be reachable as the container user: retried at exec
             pass
         env = process.environment(config.process)
         process.apply_scheduling(config.process, config.personality)
+        nnp = config.process.no_new_privileges
+        if plan.seccomp is not None and not nnp:
+            # without no_new_privs loading needs CAP_SYS_ADMIN: before it is dropped (runc)
+            _load_seccomp(plan)
         process.finalize(config.process)
+        if plan.seccomp is not None and nnp:
+            # as late as the hand-off allows: few system calls of ours come after it (runc)
+            _load_seccomp(plan)
         channel.send("ready")
         channel.sock.close()
     except BaseException as exc:
         channel.send_error(exc)
         os._exit(INIT_FAILED)
     _wait_for_start_and_exec(plan, env, state)
+
+
+def _load_seccomp(plan: Plan) -> None:
+    """Load the filter and tell the runtime, handing it the listener fd with NOTIFY rules.
+
+    After the load the init makes only the system calls of ``seccomp.INIT_SYSCALLS``
+    before its program runs (and whatever the startContainer hooks need).
+    """
+    assert plan.seccomp is not None
+    try:
+        fd = plan.seccomp.load()
+    except OSError as exc:
+        raise ProcessError(f"cannot load the seccomp filter: {exc.strerror}") from None
+    if fd is None:
+        plan.channel.send("seccomp")
+    else:
+        plan.channel.send_fd("seccomp", fd)
+        os.close(fd)
 
 
 def _wait_for_start_and_exec(plan: Plan, env: dict[str, str], state: dict[str, Any]) -> None:

@@ -55,6 +55,24 @@ MS_LAZYTIME = 1 << 25
 
 MNT_DETACH = 2
 
+# mount_setattr(2) attributes (linux/mount.h) and the new mount API's flags.
+MOUNT_ATTR_RDONLY = 0x00000001
+MOUNT_ATTR_NOSUID = 0x00000002
+MOUNT_ATTR_NODEV = 0x00000004
+MOUNT_ATTR_NOEXEC = 0x00000008
+MOUNT_ATTR__ATIME = 0x00000070  # the three atime modes below, one at a time
+MOUNT_ATTR_RELATIME = 0x00000000
+MOUNT_ATTR_NOATIME = 0x00000010
+MOUNT_ATTR_STRICTATIME = 0x00000020
+MOUNT_ATTR_NODIRATIME = 0x00000080
+MOUNT_ATTR_IDMAP = 0x00100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x00200000
+OPEN_TREE_CLONE = 1
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+
 # prctl options (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
@@ -72,6 +90,9 @@ CLONE_INTO_CGROUP = 0x200000000
 _SIGCHLD = 17
 
 _SYS_CLONE3 = 435
+_SYS_OPEN_TREE = 428
+_SYS_MOVE_MOUNT = 429
+_SYS_MOUNT_SETATTR = 442
 _SYS_SCHED_SETATTR = 314
 _SYS_IOPRIO_SET = 251
 _SYS_PERSONALITY = 135
@@ -128,6 +149,71 @@ def mount(
 def umount(target: str, flags: int = 0) -> None:
     """umount2(2)."""
     _check(_libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}", target)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def mount_setattr(
+    path: str,
+    attr_set: int,
+    attr_clr: int,
+    flags: int = 0,
+    *,
+    dirfd: int = AT_FDCWD,
+    userns_fd: int = 0,
+) -> None:
+    """mount_setattr(2): change the flags of the mount at ``path`` (with ``AT_RECURSIVE``,
+    of every mount below it too); ``userns_fd`` with ``MOUNT_ATTR_IDMAP``."""
+    attr = _MountAttr(attr_set, attr_clr, 0, userns_fd)
+    _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_MOUNT_SETATTR),
+            ctypes.c_int(dirfd),
+            path.encode(),
+            ctypes.c_uint(flags),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        f"mount_setattr {path or dirfd}",
+        path or None,
+    )
+
+
+def open_tree(path: str, flags: int) -> int:
+    """open_tree(2); with ``OPEN_TREE_CLONE``, a detached copy of the mount at ``path``."""
+    return _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_OPEN_TREE),
+            ctypes.c_int(AT_FDCWD),
+            path.encode(),
+            ctypes.c_uint(flags | os.O_CLOEXEC),
+        ),
+        f"open_tree {path}",
+        path,
+    )
+
+
+def move_mount(tree_fd: int, target: str) -> None:
+    """move_mount(2) of the detached tree open at ``tree_fd`` onto ``target``."""
+    _check(
+        _libc.syscall(
+            ctypes.c_long(_SYS_MOVE_MOUNT),
+            ctypes.c_int(tree_fd),
+            b"",
+            ctypes.c_int(AT_FDCWD),
+            target.encode(),
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH),
+        ),
+        f"move_mount onto {target}",
+        target,
+    )
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -350,6 +436,26 @@ def loopback_up() -> None:
         fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
     finally:
         sock.close()
+
+
+def send_fd(sock: _socket.socket, data: bytes, fd: int) -> None:
+    """Send ``data`` with ``fd`` passed by SCM_RIGHTS in the first sendmsg(2)."""
+    rights = struct.pack("i", fd)
+    sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+def recv_fds(sock: _socket.socket, size: int, max_fds: int = 1) -> tuple[bytes, list[int]]:
+    """recvmsg(2): one message and the descriptors passed with it by SCM_RIGHTS."""
+    int_size = struct.calcsize("i")
+    data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_SPACE(max_fds * int_size))
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            count = len(payload) // int_size
+            fds.extend(struct.unpack(f"{count}i", payload[: count * int_size]))
+    return data, fds
 
 
 def write_file(path: str, data: str) -> None:

@@ -120,3 +120,35 @@ def write_id_mappings(
             kernel.write_file(f"/proc/{pid}/{name}", text)
         except OSError as exc:
             raise NamespaceError(f"cannot write {name} {text.strip()!r}: {exc.strerror}") from None
+
+
+def mapped_user_namespace(uid_maps: tuple[IDMapping, ...], gid_maps: tuple[IDMapping, ...]) -> int:
+    """A descriptor of a new user namespace with these mappings (for an idmapped mount).
+
+    A user namespace lives as long as something refers to it: a short-lived child makes
+    it, the runtime writes its maps and opens it, and the child exits.
+    """
+    __tracebackhide__ = True
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            kernel.unshare(kernel.CLONE_NEWUSER)
+            os.write(ready_w, b"u")
+            os.read(done_r, 1)  # until the runtime has opened the namespace
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        if os.read(ready_r, 1) != b"u":
+            raise NamespaceError("cannot create a user namespace for an idmapped mount")
+        write_id_mappings(pid, uid_maps, gid_maps)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(ready_r)
+        os.close(done_w)
+        os.waitpid(pid, 0)

@@ -5,6 +5,11 @@ propagation to the host, make the rootfs a mount point, mount the config's mount
 (paths resolved inside the rootfs, never through a symlink out of it), populate /dev,
 run the createContainer hooks, pivot_root (or MS_MOVE + chroot where pivot_root cannot
 work), then mask and write-protect paths and finally make the root read-only.
+
+Per-mount flags are set by mount(2) (a bind mount by a remount); the recursive options
+("rro", "rnosuid"...) by mount_setattr(2) with AT_RECURSIVE. An idmapped bind mount is
+prepared by the runtime before it forks (``open_idmapped``) and only moved into place
+here.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import errno
 import os
 import stat
 
-from . import kernel
-from .config import Config, Device, Mount
+from . import kernel, namespaces
+from .config import Config, Device, IDMapping, Mount
 from .errors import RootfsError
 
 TYPE_CHECKING = False
@@ -51,6 +56,7 @@ _FLAGS: dict[str, tuple[bool, int]] = {
     "bind": (False, kernel.MS_BIND),
     "rbind": (False, kernel.MS_BIND | kernel.MS_REC),
     "nosymfollow": (False, kernel.MS_NOSYMFOLLOW),
+    "symfollow": (True, kernel.MS_NOSYMFOLLOW),
     "lazytime": (False, kernel.MS_LAZYTIME),
     "silent": (False, kernel.MS_SILENT),
     "loud": (True, kernel.MS_SILENT),
@@ -69,8 +75,34 @@ PROPAGATION: dict[str, int] = {
     "runbindable": kernel.MS_UNBINDABLE | kernel.MS_REC,
 }
 
-# Options that runc accepts and that are not mount(2) flags or data; ignored here.
-_IGNORED = frozenset({"defaults", "tmpcopyup"})
+_ATIME = kernel.MOUNT_ATTR__ATIME
+# The recursive options (config.md "Linux mount options"): applied with mount_setattr(2)
+# and AT_RECURSIVE to the mount and every mount below it. option: (attr_set, attr_clr);
+# an atime mode is set by clearing all three and setting one (RELATIME is 0).
+_RECURSIVE: dict[str, tuple[int, int]] = {
+    "rro": (kernel.MOUNT_ATTR_RDONLY, 0),
+    "rrw": (0, kernel.MOUNT_ATTR_RDONLY),
+    "rnosuid": (kernel.MOUNT_ATTR_NOSUID, 0),
+    "rsuid": (0, kernel.MOUNT_ATTR_NOSUID),
+    "rnodev": (kernel.MOUNT_ATTR_NODEV, 0),
+    "rdev": (0, kernel.MOUNT_ATTR_NODEV),
+    "rnoexec": (kernel.MOUNT_ATTR_NOEXEC, 0),
+    "rexec": (0, kernel.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (kernel.MOUNT_ATTR_NODIRATIME, 0),
+    "rdiratime": (0, kernel.MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (kernel.MOUNT_ATTR_NOSYMFOLLOW, 0),
+    "rsymfollow": (0, kernel.MOUNT_ATTR_NOSYMFOLLOW),
+    "rnoatime": (kernel.MOUNT_ATTR_NOATIME, _ATIME),
+    "ratime": (kernel.MOUNT_ATTR_RELATIME, _ATIME),  # no longer noatime: the default
+    "rrelatime": (kernel.MOUNT_ATTR_RELATIME, _ATIME),
+    "rnorelatime": (kernel.MOUNT_ATTR_STRICTATIME, _ATIME),
+    "rstrictatime": (kernel.MOUNT_ATTR_STRICTATIME, _ATIME),
+    "rnostrictatime": (kernel.MOUNT_ATTR_RELATIME, _ATIME),
+}
+
+# Options that runc accepts and that are not mount(2) flags or data; ignored here
+# ("idmap"/"ridmap" make the mount idmapped: see ``open_idmapped``).
+_IGNORED = frozenset({"defaults", "tmpcopyup", "idmap", "ridmap"})
 
 # statvfs flags that a read-only remount of a bind mount must keep (the kernel refuses
 # to clear them when they are locked, e.g. inside a user namespace).
@@ -90,16 +122,29 @@ class MountOptions:
     propagation: tuple[int, ...]
     data: str
     cleared: int = 0  # flags the options clear explicitly ("rw", "suid", "exec"...)
+    attr_set: int = 0  # the recursive options, as mount_setattr(2) attributes
+    attr_clr: int = 0
 
 
 def parse_options(options: tuple[str, ...]) -> MountOptions:
-    """Split a mount's ``options`` into mount(2) flags, propagation changes and data."""
+    """Split a mount's ``options`` into mount(2) flags, propagation changes, recursive
+    attributes and data."""
     flags = 0
     cleared = 0
+    attr_set = 0
+    attr_clr = 0
     propagation = []
     data = []
     for option in options:
-        if option in _FLAGS:
+        if option in _RECURSIVE:
+            on, off = _RECURSIVE[option]
+            if off == _ATIME:  # one atime mode replaces another
+                attr_set = attr_set & ~_ATIME | on
+                attr_clr |= _ATIME
+            else:
+                attr_set = attr_set & ~off | on
+                attr_clr = attr_clr & ~on | off
+        elif option in _FLAGS:
             clear, flag = _FLAGS[option]
             if clear:
                 flags &= ~flag
@@ -111,7 +156,7 @@ def parse_options(options: tuple[str, ...]) -> MountOptions:
             propagation.append(PROPAGATION[option])
         elif option not in _IGNORED:
             data.append(option)
-    return MountOptions(flags, tuple(propagation), ",".join(data), cleared)
+    return MountOptions(flags, tuple(propagation), ",".join(data), cleared, attr_set, attr_clr)
 
 
 _DEFAULT_DEVICES = (
@@ -241,9 +286,14 @@ def _remount_bind(target: str, flags: int, cleared: int = 0) -> None:
 
 
 def mount_one(
-    config: Config, mount: Mount, cgroup_paths: dict[str, str], new_cgroupns: bool
+    config: Config,
+    mount: Mount,
+    cgroup_paths: dict[str, str],
+    new_cgroupns: bool,
+    tree_fd: int | None = None,
 ) -> None:
-    """Mount one entry of ``config.mounts`` inside the rootfs."""
+    """Mount one entry of ``config.mounts`` inside the rootfs; ``tree_fd`` is the
+    detached idmapped copy of its source (see ``open_idmapped``) when it is idmapped."""
     target = resolve_in_root(config.root_path, mount.destination)
     opts = parse_options(mount.options)
     if mount.type == "cgroup":
@@ -251,7 +301,16 @@ def mount_one(
     elif mount.is_bind:
         source = _bind_source(config, mount)
         _ensure_target(target, source)
-        _mount(source, target, None, opts.flags & (kernel.MS_BIND | kernel.MS_REC) | kernel.MS_BIND)
+        if tree_fd is not None:
+            try:
+                kernel.move_mount(tree_fd, target)
+            except OSError as exc:
+                raise RootfsError(
+                    f"cannot attach the idmapped mount of {source} on {target}: {exc.strerror}"
+                ) from None
+        else:
+            bind = opts.flags & (kernel.MS_BIND | kernel.MS_REC) | kernel.MS_BIND
+            _mount(source, target, None, bind)
         extra = opts.flags & ~(kernel.MS_BIND | kernel.MS_REC | kernel.MS_REMOUNT)
         if extra or opts.cleared:
             # a bind takes the source's flags; only a remount sets or clears them
@@ -259,8 +318,71 @@ def mount_one(
     else:
         _ensure_target(target, None)
         _mount(mount.source, target, mount.type, opts.flags, opts.data)
+    if opts.attr_set or opts.attr_clr:
+        try:
+            kernel.mount_setattr(target, opts.attr_set, opts.attr_clr, kernel.AT_RECURSIVE)
+        except OSError as exc:
+            raise RootfsError(
+                f"cannot apply the recursive options of {target}: {exc.strerror}"
+            ) from None
     for prop in opts.propagation:
         _mount(None, target, None, prop)
+
+
+def open_idmapped(config: Config, joined_userns_fd: int | None = None) -> dict[int, int]:
+    """Detached, idmapped copies of the sources of the idmapped mounts, by mount index.
+
+    Made by the runtime before it forks (it holds CAP_SYS_ADMIN over the sources'
+    filesystems, which the kernel asks for, and a container in a user namespace does
+    not): open_tree(OPEN_TREE_CLONE) of the source, recursive for an rbind, then
+    mount_setattr(MOUNT_ATTR_IDMAP) with a user namespace carrying the mount's own
+    mappings, else the container's ("ridmap": on every mount of the copy). The init
+    moves each into place (``mount_one``); the caller closes the descriptors.
+    """
+    __tracebackhide__ = True
+    trees: dict[int, int] = {}
+    userns: dict[tuple[tuple[IDMapping, ...], tuple[IDMapping, ...]], int] = {}
+    try:
+        for i, mount in enumerate(config.mounts):
+            if not mount.idmap:
+                continue
+            uid_maps, gid_maps = mount.uid_mappings, mount.gid_mappings
+            if not uid_maps and config.new_namespace("user"):
+                uid_maps, gid_maps = config.uid_mappings, config.gid_mappings
+            maps = (uid_maps, gid_maps)
+            if uid_maps and maps not in userns:
+                userns[maps] = namespaces.mapped_user_namespace(uid_maps, gid_maps)
+            ns_fd = userns[maps] if uid_maps else joined_userns_fd
+            if ns_fd is None:  # config.py refuses this; kept as a guard
+                raise RootfsError(f"{mount.destination}: an idmapped mount needs mappings")
+            trees[i] = _idmapped_tree(config, mount, ns_fd)
+    except BaseException:
+        for fd in trees.values():
+            os.close(fd)
+        raise
+    finally:
+        for fd in userns.values():
+            os.close(fd)
+    return trees
+
+
+def _idmapped_tree(config: Config, mount: Mount, userns_fd: int) -> int:
+    __tracebackhide__ = True
+    source = _bind_source(config, mount)
+    clone = kernel.OPEN_TREE_CLONE | (kernel.AT_RECURSIVE if "rbind" in mount.options else 0)
+    try:
+        fd = kernel.open_tree(source, clone)
+    except OSError as exc:
+        raise RootfsError(f"cannot copy {source} for an idmapped mount: {exc.strerror}") from None
+    flags = kernel.AT_EMPTY_PATH | (kernel.AT_RECURSIVE if "ridmap" in mount.options else 0)
+    try:
+        kernel.mount_setattr("", kernel.MOUNT_ATTR_IDMAP, 0, flags, dirfd=fd, userns_fd=userns_fd)
+    except OSError as exc:
+        os.close(fd)
+        raise RootfsError(
+            f"cannot idmap the mount of {source} for {mount.destination}: {exc.strerror}"
+        ) from None
+    return fd
 
 
 def _mount_cgroup(
@@ -407,6 +529,7 @@ def prepare(
     in_user_namespace: bool,
     create_container_hooks: Callable[[], None],
     no_pivot: bool = False,
+    mount_fds: dict[int, int] | None = None,
 ) -> None:
     """Build the container's filesystem view and enter it (runs in the container init)."""
     root = config.root_path
@@ -418,8 +541,9 @@ def prepare(
     _mount(root, root, None, kernel.MS_BIND | kernel.MS_REC)
     new_cgroupns = config.new_namespace("cgroup")
     dev_is_fresh = False
-    for mount in config.mounts:
-        mount_one(config, mount, cgroup_paths, new_cgroupns)
+    trees = mount_fds or {}
+    for i, mount in enumerate(config.mounts):
+        mount_one(config, mount, cgroup_paths, new_cgroupns, trees.get(i))
         if mount.destination == "/dev" and not mount.is_bind:
             dev_is_fresh = True
     if dev_is_fresh or config.devices:

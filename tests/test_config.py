@@ -133,9 +133,45 @@ def test_a_relative_mount_destination_is_relative_to_root(bundle_dir):
     assert config.mounts[0].destination == "/mnt/x"
 
 
-def test_seccomp_is_refused_rather_than_ignored(bundle_dir):
-    with pytest.raises(UnsupportedError, match=r"linux\.seccomp is not supported"):
-        parse_config(_edit("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW"}), str(bundle_dir))
+def test_seccomp_is_parsed(bundle_dir):
+    seccomp = {
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "defaultErrnoRet": 38,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
+        "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+        "listenerPath": "/run/agent.sock",
+        "listenerMetadata": "meta",
+        "syscalls": [
+            {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"},
+            {
+                "names": ["kill"],
+                "action": "SCMP_ACT_NOTIFY",
+                "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_EQ"}],
+            },
+        ],
+    }
+    parsed = parse_config(_edit("linux.seccomp", seccomp), str(bundle_dir)).seccomp
+    assert parsed is not None and parsed.notifies
+    assert (parsed.default_action, parsed.default_errno_ret) == ("SCMP_ACT_ERRNO", 38)
+    assert parsed.architectures == ("X86_64", "X86") and parsed.listener_metadata == "meta"
+    assert parsed.syscalls[1].args[0].op == "EQ" and parsed.syscalls[1].args[0].value == 9
+    assert parse_config(default_spec(), str(bundle_dir)).seccomp is None
+
+
+@pytest.mark.parametrize(
+    ("seccomp", "message"),
+    [
+        ({"defaultAction": "SCMP_ACT_TRACE", "defaultErrnoRet": -1}, "out of range"),
+        ({"defaultAction": "SCMP_ACT_LOG", "defaultErrnoRet": 1}, "SCMP_ACT_LOG returns no"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_LOG"}]}, "names"),
+        ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["X86_64"]}, "unknown arch"),
+        ({"syscalls": []}, "defaultAction must be a non-empty string"),
+        ("allow", "linux.seccomp must be an object"),
+    ],
+)
+def test_invalid_seccomp(bundle_dir, seccomp, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_edit("linux.seccomp", seccomp), str(bundle_dir))
 
 
 def test_terminal_is_unsupported(bundle_dir):

@@ -95,6 +95,51 @@ BAD_CONFIGS = [
 ]
 
 
+def _rules(action: str, *names: str, **extra: Any) -> dict[str, Any]:
+    return {"syscalls": [{"names": list(names), "action": action, **extra}]}
+
+
+def _arg(index: int, op: str) -> dict[str, Any]:
+    return {"args": [{"index": index, "value": 0, "op": op}]}
+
+
+NOTIFY = {"listenerPath": "/nonexistent/pc.sock", **_rules("SCMP_ACT_NOTIFY", "mkdir")}
+SECCOMP_CONFIGS = [
+    ("action", {"defaultAction": "SCMP_ACT_NOPE"}, "'SCMP_ACT_NOPE' is not one of"),
+    ("default-errno", {"defaultErrnoRet": 1}, "SCMP_ACT_ALLOW returns no errno"),
+    ("rule-errno", _rules("SCMP_ACT_KILL", "mkdir", errnoRet=1), "SCMP_ACT_KILL returns no"),
+    ("empty-names", _rules("SCMP_ACT_ERRNO"), "at least one syscall name"),
+    ("arch", {"architectures": ["SCMP_ARCH_Z80"]}, "unknown architecture 'SCMP_ARCH_Z80'"),
+    ("flag", {"flags": ["SECCOMP_FILTER_FLAG_NOPE"]}, "unknown flag"),
+    ("op", _rules("SCMP_ACT_ERRNO", "kill", **_arg(1, "SCMP_CMP_ABOUT")), "not a SCMP_CMP_"),
+    ("arg-index", _rules("SCMP_ACT_ERRNO", "kill", **_arg(6, "SCMP_CMP_EQ")), "out of range"),
+    ("metadata", {"listenerMetadata": "m"}, "listenerMetadata is set but listenerPath is not"),
+    ("notify-default", {"defaultAction": "SCMP_ACT_NOTIFY"}, "defaultAction SCMP_ACT_NOTIFY"),
+    ("notify-no-path", _rules("SCMP_ACT_NOTIFY", "mkdir"), "sets no listenerPath"),
+    ("notify-handoff", {**NOTIFY, **_rules("SCMP_ACT_NOTIFY", "sendmsg")}, "apply to sendmsg"),
+    # these two fail once the container process exists: it must be gone too
+    ("nobody-listens", NOTIFY, "cannot send the seccomp listener to linux.seccomp.listenerPath"),
+    ("kills-init", _rules("SCMP_ACT_KILL_PROCESS", "sendto"), "filter, once loaded, must allow"),
+]
+BAD_CONFIGS += [
+    (f"seccomp-{name}", _set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", **seccomp}), msg)
+    for name, seccomp, msg in SECCOMP_CONFIGS
+]
+MAPS = [{"containerID": 0, "hostID": 1000, "size": 1}]
+BAD_CONFIGS += [
+    (f"idmap-{name}", _set("mounts", [{"destination": "/mnt", **mount}]), msg)
+    for name, mount, msg in [
+        ("no-userns", {"source": "/tmp", "options": ["rbind", "idmap"]}, "no user namespace"),
+        ("half", {"source": "/tmp", "options": ["rbind"], "uidMappings": MAPS}, "go together"),
+        (
+            "tmpfs",
+            {"type": "tmpfs", "options": ["idmap"], "uidMappings": MAPS, "gidMappings": MAPS},
+            "bind mounts only",
+        ),
+    ]
+]
+
+
 @pytest.mark.parametrize(("name", "edit", "message"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
 def test_bad_config_is_one_line_and_leaves_nothing(tmp_path, name, edit, message):
     b = _bundle_with(tmp_path, name, edit)
