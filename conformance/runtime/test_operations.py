@@ -755,7 +755,12 @@ def test_no_process_of_the_container_survives_delete(
     assert len(family) >= 3, f"expected init and two children, found {family}"
     starts = {p: process_start_time(p) for p in family}
     runtime_adapter.kill(made.id, "KILL")  # init only: without a pid namespace, not its children
-    wait_stopped(runtime_adapter, made.id)
+    # by status, not wait(): a monitor that reaps the container's orphans (runc's) exits,
+    # and so answers wait(), only once they are gone too
+    eventually(
+        lambda: status_of(runtime_adapter, made.id) == "stopped",
+        f"RT-STATE-STATUS-4: {made.id} was killed, but its status never became stopped",
+    )
     runtime_adapter.delete(made.id)
     eventually(
         lambda: all(process_start_time(p) != starts[p] for p in family),
