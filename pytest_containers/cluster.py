@@ -4,7 +4,9 @@
 ``--cluster=reference`` (default) starts throwaway reference clusters;
 ``--cluster=kubeconfig`` uses the cluster of ``$KUBECONFIG`` (or ``~/.kube/config``) and
 ``--cluster=kubeconfig:PATH`` that of PATH (ini ``cluster``). A bad value or a missing
-kubeconfig is a usage error. Adapters: ``pytest_containers.clusters``.
+kubeconfig is a usage error. Adapters: ``pytest_containers.clusters``. Ini
+``cluster_synthetic_nodes = true`` says a kubeconfig cluster accepts Nodes nothing runs
+(hollow ones, on a reference cluster), so the scheduling properties run there too.
 
 Fixtures::
 
@@ -74,8 +76,11 @@ _ENV_KEY = "containers_cluster_environment"  # in xdist workeroutput
 class ClusterFactory:
     """The session's clusters: throwaway reference clusters and the ``--cluster`` one."""
 
-    def __init__(self, choice: ClusterChoice, led: Ledger, state_dir: Path) -> None:
+    def __init__(
+        self, choice: ClusterChoice, led: Ledger, state_dir: Path, synthetic_nodes: bool = False
+    ) -> None:
         self.choice = choice
+        self.synthetic_nodes = synthetic_nodes
         self.ledger = led
         self.state_dir = state_dir
         self._session: ClusterAdapter | None = None
@@ -94,7 +99,8 @@ class ClusterFactory:
                 choice.check()
         except (ValueError, ContainersError) as exc:
             raise pytest.UsageError(f"--cluster={value}: {exc}") from None
-        return cls(choice, ledger(config), DEFAULT_STATE_DIR)
+        synthetic = str(config.getini("cluster_synthetic_nodes")).lower() in ("1", "true", "yes")
+        return cls(choice, ledger(config), DEFAULT_STATE_DIR, synthetic)
 
     def throwaway(
         self, nodes: int = 3, hollow_nodes: int = 0, store: str = "sqlite", **options: Any
@@ -143,6 +149,7 @@ class ClusterFactory:
         if self._session is None:
             if self.choice.kubeconfig is not None:
                 self._session = KubeconfigCluster(self.choice.kubeconfig)
+                self._session.synthetic_nodes = self.synthetic_nodes
             else:
                 from reference_runtime.cluster.timings import Timings
 
@@ -289,6 +296,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default: ini cluster, reference)",
     )
     parser.addini("cluster", type="string", default="reference", help="default of --cluster")
+    parser.addini(
+        "cluster_synthetic_nodes",
+        type="string",
+        default="false",
+        help="true: the kubeconfig cluster accepts Nodes that nothing runs (a reference "
+        "cluster reached through a kubeconfig), so the scheduling properties run on it",
+    )
 
 
 @pytest.hookimpl(trylast=True)  # after plugin.py has made the ledger
