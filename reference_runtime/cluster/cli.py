@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .errors import ClusterError
+from .images.cli import add_image_parser, run_image
 
 PROG = "reference-cluster"
 DEFAULT_STATE_DIR = "/run/reference-cluster"
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("action", choices=("stop", "start", "partition", "heal"))
     node.add_argument("node", help="the node's name, e.g. reference-node-1")
     node.add_argument("--name", default="default", help="the cluster's name")
+    add_image_parser(sub)
     return parser
 
 
@@ -173,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _down(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "image":
+            return run_image(args)
         return _node(args)
     except (ClusterError, OSError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
