@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from reference_runtime import Runtime
+from reference_runtime import Runtime, UnsupportedError
 
 pytestmark = pytest.mark.needs_root
 
@@ -164,6 +164,21 @@ def test_flags_and_architectures(busybox_bundle, run_capture):
     )
     code, out = run_capture(busybox_bundle(["sh", "-c", "mkdir /dev/shm/d; echo $$"], edit=edit))
     assert code == 0 and "Too many links" in out and out.split()[-1] == "1", out
+
+
+def test_a_flag_libseccomp_cannot_set_is_an_error_before_anything_is_made(
+    runtime: Runtime, container_id, busybox_bundle
+):
+    edit = profile(flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"])
+    bundle = busybox_bundle(["true"], edit=edit)
+    version = _libseccomp().seccomp_version
+    version.restype = ctypes.POINTER(ctypes.c_uint * 3)
+    if tuple(version().contents) >= (2, 6, 0):
+        pytest.skip("this libseccomp sets SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
+    with pytest.raises(UnsupportedError, match="WAIT_KILLABLE_RECV is not supported by libseccomp"):
+        runtime.create(container_id(), bundle)
+    root = Path(runtime.root)
+    assert runtime.list() == [] and not (root.exists() and list(root.iterdir()))
 
 
 # --------------------------------------------------------------------------- notify
