@@ -200,8 +200,13 @@ def _ini(config: pytest.Config, name: str) -> str:
 
 
 def _system(config: pytest.Config, env: dict[str, str]) -> dict[str, str]:
-    names = [env[k] for k in _SYSTEM_KINDS if env.get(k)]
-    versions = [env[f"{k} version"] for k in _SYSTEM_KINDS if env.get(f"{k} version")]
+    kinds = [k for k in _SYSTEM_KINDS if env.get(k)]
+    if len(kinds) > 1:  # "reference runtime + reference cluster": say which is which
+        names = [f"{env[k]} {k}" for k in kinds]
+        versions = [f"{k} {env[f'{k} version']}" for k in kinds if env.get(f"{k} version")]
+        return {"name": " + ".join(names), "version": "; ".join(versions)}
+    names = [env[k] for k in kinds]
+    versions = [env[f"{k} version"] for k in kinds if env.get(f"{k} version")]
     if not names:
         # a runtime module that does not fill ENVIRONMENT_KEY: fall back to its option
         chosen = config.getoption("runtime", None)

@@ -226,3 +226,17 @@ def test_report_options_are_documented(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*--conformance-report=PATH*", "*--conformance-json=PATH*", "*conformance_report*"]
     )
+
+
+def test_a_runtime_and_a_cluster_are_both_named() -> None:
+    from pytest_containers.report import _system
+
+    env = {"runtime": "runc", "runtime version": "1.1.5", "cluster": "reference"}
+    assert _system(None, env) == {  # type: ignore[arg-type]  # config unused when named
+        "name": "runc runtime + reference cluster",
+        "version": "runtime 1.1.5",
+    }
+    assert _system(None, {"runtime": "runc", "runtime version": "1.1.5"}) == {  # type: ignore[arg-type]
+        "name": "runc",
+        "version": "1.1.5",
+    }
