@@ -1,14 +1,19 @@
 """Node agents on the real kernel: pods run as real containers in the nodes' namespaces.
 
-One cluster of three nodes with short periods serves the module; the last test takes
-it down and checks that no process, namespace, link, cgroup or state is left.
+One cluster of three nodes with short periods (the reference runtime) serves the module,
+and one of two nodes with runc as the node runtime serves the flows that run on both
+(``Flow``); the last tests take them down and check that no process, namespace, link,
+cgroup or state is left.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +25,56 @@ from reference_runtime.cluster.nodehost import cgroup_mounts
 from reference_runtime.cluster.testing import KUBECTL
 from reference_runtime.cluster.timings import Timings
 
-pytestmark = pytest.mark.skipif(
-    not Path("/run").is_dir() or __import__("os").geteuid() != 0, reason="needs root"
-)
+pytestmark = pytest.mark.skipif(not Path("/run").is_dir() or os.geteuid() != 0, reason="needs root")
+
+
+def _up(factory: pytest.TempPathFactory, runtime: str, nodes: int) -> ClusterHandle:
+    state = factory.mktemp(f"agents-{runtime}")
+    name = f"agt-{runtime}-{os.getpid()}"  # concurrent runs of this module must not collide
+    return ClusterHandle.up(
+        name, state_dir=state, nodes=nodes, timings=Timings.fast(), node_runtime=runtime
+    )
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
-    state = tmp_path_factory.mktemp("agents")
-    handle = ClusterHandle.up("agt", state_dir=state, nodes=3, timings=Timings.fast())
+    handle = _up(tmp_path_factory, "reference", 3)
+    yield handle
+    handle.down()
+
+
+@pytest.fixture(scope="module")
+def runc_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
+    if shutil.which("runc") is None:
+        pytest.skip("runc is not installed")
+    handle = _up(tmp_path_factory, "runc", 2)
     yield handle
     handle.down()
 
 
 @pytest.fixture(scope="module")
 def core(cluster: ClusterHandle) -> client.CoreV1Api:
+    return _client(cluster)
+
+
+def _client(cluster: ClusterHandle) -> client.CoreV1Api:
     return client.CoreV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
+
+
+@dataclass
+class Flow:
+    """A cluster whose nodes run one node runtime, and a client of it."""
+
+    runtime: str
+    cluster: ClusterHandle
+    core: client.CoreV1Api
+
+
+@pytest.fixture(params=["reference", "runc"])
+def flow(request: pytest.FixtureRequest) -> Flow:
+    name = "cluster" if request.param == "reference" else "runc_cluster"
+    handle = request.getfixturevalue(name)
+    return Flow(request.param, handle, _client(handle))
 
 
 def _until(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -60,9 +99,8 @@ def _status(core: client.CoreV1Api, name: str) -> Any:
     return core.read_namespaced_pod(name, "default").status
 
 
-def test_pod_runs_in_node_netns_with_memory_limit(
-    cluster: ClusterHandle, core: client.CoreV1Api
-) -> None:
+def test_pod_runs_in_node_netns_with_memory_limit(flow: Flow) -> None:
+    cluster, core = flow.cluster, flow.core
     core.create_namespaced_pod(
         "default",
         _pod(
@@ -77,7 +115,8 @@ def test_pod_runs_in_node_netns_with_memory_limit(
     node = core.read_namespaced_pod("net", "default").spec.node_name
     agent = cluster._config["agents"][node]["host"]
     assert status.pod_ip == status.host_ip == agent["node_ip"]
-    container_id = status.container_statuses[0].container_id.removeprefix("reference://")
+    runtime, _, container_id = status.container_statuses[0].container_id.partition("://")
+    assert runtime == flow.runtime
     memory = [m for m in cgroup_mounts() if (m / "memory.limit_in_bytes").exists()]
     if memory:
         limit = memory[0] / agent["cgroup"] / container_id / "memory.limit_in_bytes"
@@ -93,7 +132,8 @@ def test_pod_runs_in_node_netns_with_memory_limit(
     )
 
 
-def test_exit_1_restarts_with_backoff(core: client.CoreV1Api) -> None:
+def test_exit_1_restarts_with_backoff(flow: Flow) -> None:
+    core = flow.core
     core.create_namespaced_pod("default", _pod("crash", ["sh", "-c", "echo boom; exit 1"]))
     status = _until(
         lambda: (
@@ -108,7 +148,8 @@ def test_exit_1_restarts_with_backoff(core: client.CoreV1Api) -> None:
     core.delete_namespaced_pod("crash", "default", grace_period_seconds=0)
 
 
-def test_never_completed_and_oomkilled(core: client.CoreV1Api) -> None:
+def test_never_completed_and_oomkilled(flow: Flow) -> None:
+    core = flow.core
     never = {"pod": {"restartPolicy": "Never"}}
     core.create_namespaced_pod("default", _pod("done", ["true"], **never))
     hog = "x=a; while true; do x=$x$x$x$x; done"
@@ -124,7 +165,8 @@ def test_never_completed_and_oomkilled(core: client.CoreV1Api) -> None:
         core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
 
 
-def test_probes(core: client.CoreV1Api) -> None:
+def test_probes(flow: Flow) -> None:
+    core = flow.core
     probe = {"periodSeconds": 1, "failureThreshold": 1}
     core.create_namespaced_pod(
         "default",
@@ -166,7 +208,8 @@ def test_probes(core: client.CoreV1Api) -> None:
 
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-def test_kubectl_logs_and_wide(cluster: ClusterHandle, core: client.CoreV1Api) -> None:
+def test_kubectl_logs_and_wide(flow: Flow) -> None:
+    cluster, core = flow.cluster, flow.core
     core.create_namespaced_pod("default", _pod("talk", ["sh", "-c", "echo hello; sleep 60"]))
     _until(lambda: _status(core, "talk").phase == "Running", what="talk running")
 
@@ -235,7 +278,8 @@ def _node_ready(core: client.CoreV1Api, node: str) -> str:
     return next(c.status for c in conditions if c.type == "Ready")
 
 
-def test_deployment_survives_node_crash(cluster: ClusterHandle, core: client.CoreV1Api) -> None:
+def test_deployment_survives_node_crash(flow: Flow) -> None:
+    cluster, core = flow.cluster, flow.core
     apps = client.AppsV1Api(config.new_client_from_config(config_file=str(cluster.kubeconfig)))
     apps.create_namespaced_deployment("default", _deployment("web", 3))
     pods = _until(lambda: len(p := _ready_pods(core, "web")) == 3 and p, what="3 ready")
@@ -277,7 +321,125 @@ def test_restart_api_server_agents_reconnect(
         core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
 
 
-def test_down_leaves_nothing(cluster: ClusterHandle) -> None:
+def _container_pids(cluster: ClusterHandle, node: str, container_id: str) -> list[int]:
+    cgroup = cluster._config["agents"][node]["host"]["cgroup"]
+    procs = Path("/sys/fs/cgroup/pids") / cgroup / container_id / "cgroup.procs"
+    try:
+        return [int(pid) for pid in procs.read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def test_restarted_agent_adopts_running_containers(flow: Flow) -> None:
+    cluster, core = flow.cluster, flow.core
+    wait_quit = "echo one; while [ ! -e /tmp/quit ]; do sleep 0.1; done; echo two; exit 3"
+    never = {"pod": {"restartPolicy": "Never"}}
+    core.create_namespaced_pod("default", _pod("kept", ["sh", "-c", wait_quit], **never))
+    core.create_namespaced_pod("default", _pod("orphan", ["sleep", "600"], **never))
+    running = _until(
+        lambda: all(_status(core, n).phase == "Running" for n in ("kept", "orphan")),
+        what="both running",
+    )
+    assert running
+    pods = {n: core.read_namespaced_pod(n, "default") for n in ("kept", "orphan")}
+    ids = {
+        n: p.status.container_statuses[0].container_id.partition("://")[2] for n, p in pods.items()
+    }
+    node = pods["kept"].spec.node_name
+    orphan_node = pods["orphan"].spec.node_name
+    kept_pid = _container_pids(cluster, node, ids["kept"])[0]
+    stopped = {node, orphan_node}
+    for name in stopped:
+        cluster.stop_node(name)
+    core.delete_namespaced_pod("orphan", "default", grace_period_seconds=0)  # while it is down
+    _until(
+        lambda: not core.list_namespaced_pod("default", field_selector="metadata.name=orphan").items
+    )
+    for name in stopped:
+        cluster.start_node(name)
+    for name in stopped:
+        _until(lambda name=name: _node_ready(core, name) == "True", what="node Ready again")
+    _until(lambda: not _container_pids(cluster, orphan_node, ids["orphan"]), what="orphan removed")
+    kept = _status(core, "kept")
+    assert kept.phase == "Running", kept
+    c = kept.container_statuses[0]
+    assert c.container_id.endswith(ids["kept"]) and c.restart_count == 0 and c.state.running
+    assert _container_pids(cluster, node, ids["kept"])[0] == kept_pid  # the same process
+    Path(f"/proc/{kept_pid}/root/tmp/quit").touch()
+    done = _until(lambda: (s := _status(core, "kept")).phase == "Failed" and s, what="exit 3")
+    terminated = done.container_statuses[0].state.terminated
+    assert (terminated.exit_code, terminated.reason) == (3, "Error")
+    assert done.container_statuses[0].restart_count == 0
+    log = core.read_namespaced_pod_log("kept", "default")
+    assert log == "one\ntwo\n"  # the adopted run's output went on into the same log
+    core.delete_namespaced_pod("kept", "default", grace_period_seconds=0)
+
+
+def test_hanging_probe_times_out_and_is_killed(flow: Flow) -> None:
+    cluster, core = flow.cluster, flow.core
+    hang = {"exec": {"command": ["sleep", "30"]}, "periodSeconds": 1, "timeoutSeconds": 1}
+    core.create_namespaced_pod(
+        "default", _pod("hang", ["sleep", "600"], readinessProbe={**hang, "failureThreshold": 1})
+    )
+    _until(lambda: _status(core, "hang").phase == "Running", what="hang running")
+    pod = core.read_namespaced_pod("hang", "default")
+    container_id = pod.status.container_statuses[0].container_id.partition("://")[2]
+    time.sleep(4)  # four probes: each killed after its second
+    pids = _container_pids(cluster, pod.spec.node_name, container_id)
+    # the container, and at most one probe with the (up to three) processes of its exec
+    assert 1 <= len(pids) <= 4, pids
+    assert {c.type: c.status for c in _status(core, "hang").conditions}["Ready"] == "False"
+    started = time.monotonic()
+    core.delete_namespaced_pod("hang", "default", grace_period_seconds=1)
+    _until(
+        lambda: not core.list_namespaced_pod("default", field_selector="metadata.name=hang").items,
+        what="deleted",
+    )
+    assert time.monotonic() - started < 10  # the worker was not held by the probe
+
+
+def test_env_from_fields_and_startup_probe(cluster: ClusterHandle, core: client.CoreV1Api) -> None:
+    env = [
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {
+            "name": "MEM",
+            "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+        },
+        {"name": "GREETING", "value": "hi $(POD)"},
+    ]
+    startup = {"exec": {"command": ["test", "-e", "/tmp/up"]}, "periodSeconds": 1}
+    core.create_namespaced_pod(
+        "default",
+        _pod(
+            "envy",
+            [
+                "sh",
+                "-c",
+                "echo $POD $NS $IP $NODE $MEM $GREETING; sleep 3; touch /tmp/up; sleep 600",
+            ],
+            env=env,
+            resources={"limits": {"memory": "64Mi"}},
+            startupProbe={**startup, "failureThreshold": 30},
+        ),
+    )
+    _until(lambda: _status(core, "envy").phase == "Running", what="envy running")
+    early = _status(core, "envy").container_statuses[0]
+    assert early.started is False and early.ready is False
+    late = _until(
+        lambda: (c := _status(core, "envy").container_statuses[0]).started and c, what="started"
+    )
+    assert late.ready and late.restart_count == 0
+    pod = core.read_namespaced_pod("envy", "default")
+    log = core.read_namespaced_pod_log("envy", "default")
+    assert log == f"envy default {pod.status.pod_ip} {pod.spec.node_name} 64 hi envy\n"
+    core.delete_namespaced_pod("envy", "default", grace_period_seconds=0)
+
+
+def test_down_leaves_nothing(flow: Flow) -> None:
+    cluster = flow.cluster
     hosts = [a["host"] for a in cluster._config["agents"].values()]
     cluster.down()
     assert cluster.host_resources() == []

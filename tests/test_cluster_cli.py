@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -126,7 +128,7 @@ def test_errors_are_one_line(cli: Run, tmp_path: Path, args: list[str], message:
     assert result.stderr.startswith("reference-cluster: ") and result.stderr.count("\n") == 1, (
         result.stderr
     )
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     state = tmp_path / "state"
     assert not state.exists() or not any(state.iterdir())  # nothing left behind
 
@@ -139,3 +141,32 @@ def test_up_on_etcd(cli: Run) -> None:
         core = _core(_kubeconfig(up))
         assert len(core.list_node().items) == 2
         assert cli("down", "--name", "etcd").returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="runc is not installed")
+def test_runc_node_runtime_survives_agent_restart(cli: Run, tmp_path: Path) -> None:
+    up = cli("up", "--name", "rn", "--nodes", "1", "--node-runtime", "runc")
+    assert up.returncode == 0, up.stderr
+    core = _core(_kubeconfig(up))
+    spec = {"containers": [{"name": "c", "image": "busybox", "command": ["sleep", "600"]}]}
+    core.create_namespaced_pod("default", {"metadata": {"name": "s"}, "spec": spec})
+    deadline = time.monotonic() + 30
+    while core.read_namespaced_pod("s", "default").status.phase != "Running":
+        assert time.monotonic() < deadline, "pod not Running in time"
+        time.sleep(0.1)
+    before = core.read_namespaced_pod("s", "default").status.container_statuses[0]
+    assert before.container_id.startswith("runc://")
+    for action in ("stop", "start"):
+        result = cli("node", action, "reference-node-1", "--name", "rn")
+        assert result.returncode == 0, result.stderr
+    agent_log = tmp_path / "state" / "rn" / "nodes" / "reference-node-1" / "agent.log"
+    deadline = time.monotonic() + 20
+    while "adopted container" not in agent_log.read_text():
+        assert time.monotonic() < deadline, "the new agent did not adopt the container"
+        time.sleep(0.1)
+    after = core.read_namespaced_pod("s", "default").status.container_statuses[0]
+    assert (after.container_id, after.restart_count) == (before.container_id, 0)
+    runc_root = tmp_path / "state" / "rn" / "nodes" / "reference-node-1" / "runc"
+    assert (runc_root / before.container_id.removeprefix("runc://")).is_dir()
+    assert cli("down", "--name", "rn").returncode == 0
+    assert not (tmp_path / "state" / "rn").exists()

@@ -132,10 +132,8 @@ class ClusterHandle:
             raise ClusterError(f"port must be 0-65535, not {port}")
         if node_runtime not in ("reference", "runc"):
             raise ClusterError(f"node_runtime is 'reference' or 'runc', not {node_runtime!r}")
-        if node_runtime == "runc" and nodes:
-            raise ClusterError(
-                "node_runtime 'runc' is not supported by the node agents yet; use 'reference'"
-            )
+        if node_runtime == "runc" and nodes and shutil.which("runc") is None:
+            raise ClusterError("node_runtime 'runc' needs runc on PATH (apt-get install runc)")
         if not (store in ("sqlite", "etcd") or store.startswith(("sqlite:", "etcd://"))):
             raise ClusterError(
                 f"a store is sqlite, sqlite:PATH, etcd or etcd://HOST:PORT, not {store!r}"
@@ -234,6 +232,11 @@ class ClusterHandle:
         for i in range(1, config["nodes"] + 1):
             node = f"reference-node-{i}"
             host = nodehost.plan(config["name"], node)
+            if Path(f"/run/netns/{host['netns']}").exists():  # someone else's: not recorded
+                raise ClusterError(
+                    f"network namespace {host['netns']} exists already: is another cluster"
+                    " of that name up? Pick another name"
+                )
             agents[node] = {"index": i, "host": host, "process": None}
             _write_config(cluster, config)  # recorded before it is made
             nodehost.create(host)
@@ -241,6 +244,7 @@ class ClusterHandle:
         _write_config(cluster, config)
 
     def _start_agent(self, node: str) -> None:
+        """Start the node's runtime service (unless it runs) and its agent."""
         from .agent.config import AgentConfig
 
         agent = self._config["agents"][node]
@@ -264,19 +268,30 @@ class ClusterHandle:
             timings=self.timings,
         )
         config.write(directory / "agent.json")
-        _, record = spawn_detached(
-            [
-                sys.executable,
-                "-m",
-                "reference_runtime.cluster.agent",
-                "--config",
-                str(directory / "agent.json"),
-            ],
-            what=f"node agent of {node}",
-            log=directory / "agent.log",
+        service = agent.get("runtime_process")
+        if not (service and ProcessRecord.from_dict(service).alive()):
+            record = self._spawn_node_process(
+                "reference_runtime.cluster.agent.runtimed", directory, f"runtime service of {node}"
+            )
+            agent["runtime_process"] = record.to_dict()
+            _write_config(self.dir, self._config)
+        record = self._spawn_node_process(
+            "reference_runtime.cluster.agent", directory, f"node agent of {node}"
         )
         agent["process"] = record.to_dict()
         _write_config(self.dir, self._config)
+
+    @staticmethod
+    def _spawn_node_process(module: str, directory: Path, what: str) -> ProcessRecord:
+        """``python -m MODULE --config <node>/agent.json``, logging to ``<node>/<name>.log``."""
+        name = "agent" if module.endswith(".agent") else module.rsplit(".", 1)[1]
+        config = str(directory / "agent.json")
+        _, record = spawn_detached(
+            [sys.executable, "-m", module, "--config", config],
+            what=what,
+            log=directory / f"{name}.log",
+        )
+        return record
 
     @classmethod
     def from_state(cls, state_dir: Path | None, name: str) -> ClusterHandle:
@@ -423,7 +438,8 @@ class ClusterHandle:
         return dict(agents[node])
 
     def stop_node(self, node: str) -> None:
-        """Kill the node's agent with SIGKILL, as a crash; its containers keep running."""
+        """Kill the node's agent with SIGKILL, as a crash; its containers keep running
+        (the node's runtime service still records their exits)."""
         agent = self._agent_node(node)
         if agent.get("process"):
             ProcessRecord.from_dict(agent["process"]).stop(0.0, sig=signal.SIGKILL)
@@ -431,8 +447,8 @@ class ClusterHandle:
         _write_config(self.dir, self._config)
 
     def start_node(self, node: str) -> None:
-        """Start the node's agent again; it cleans up the containers the last one left
-        (their pods start them afresh, counted as restarts)."""
+        """Start the node's agent again; it adopts the containers the last one left running
+        for pods still bound to the node and unchanged, and removes the others."""
         agent = self._agent_node(node)
         if agent.get("process") and ProcessRecord.from_dict(agent["process"]).alive():
             return
@@ -523,7 +539,8 @@ class ClusterHandle:
         records = _process_records(config)
         for record in records:
             record.stop(STOP_TIMEOUT)
-        for agent in (config.get("agents") or {}).values():
+        for node, agent in (config.get("agents") or {}).items():
+            _delete_containers(config.get("node_runtime") or "reference", cluster / "nodes" / node)
             nodehost.remove(agent["host"])  # kills the containers left in its cgroups
         kubeconfig = config.get("kubeconfig")
         if kubeconfig and not str(kubeconfig).startswith(str(cluster) + "/"):
@@ -536,13 +553,31 @@ class ClusterHandle:
 
 
 def _process_records(config: dict[str, Any]) -> list[ProcessRecord]:
-    """The recorded processes, agents first, then the daemon, then etcd."""
+    """The recorded processes: agents first, then the nodes' runtime services (which
+    delete their containers as they stop), then the daemon, then etcd."""
+    agents = (config.get("agents") or {}).values()
     records = [
-        ProcessRecord.from_dict(agent["process"])
-        for agent in (config.get("agents") or {}).values()
-        if agent.get("process")
+        ProcessRecord.from_dict(agent[key])
+        for key in ("process", "runtime_process")
+        for agent in agents
+        if agent.get(key)
     ]
     for key in ("daemon", "etcd"):
         if config.get(key):
             records.append(ProcessRecord.from_dict(config[key]))
     return records
+
+
+def _delete_containers(runtime: str, node_state: Path) -> None:
+    """Delete (forced) what the node's runtime state still holds: left when its runtime
+    service could not stop in time, or was killed."""
+    if not node_state.is_dir():
+        return
+    from .agent.drivers import DriverError, open_driver
+
+    try:
+        driver = open_driver(runtime, node_state)
+    except DriverError:
+        return  # the runtime is gone from the host: the cgroups' removal kills the rest
+    for listed in driver.containers():
+        driver.delete(listed.id)

@@ -1,10 +1,13 @@
 """The node agent (a small kubelet): one process per node, in the node's network namespace.
 
 Layers, bottom up: ``config`` (what the agent is told), ``images`` (image -> rootfs),
-``bridge`` (containers through the reference runtime: bundles, cgroup limits, logs,
-exit and OOM), ``worker`` (one pod's lifecycle: restarts with back-off, probes, graceful
-deletion, status), ``node`` (registration, Lease, node status) and ``main`` (the process:
-join the namespace, watch the node's pods, run a worker per pod).
+``drivers`` (the node runtime: the reference runtime in-process, or runc), ``runtimed``
+(the node's runtime service: creates containers, records their exits; its own process,
+which outlives the agent), ``bridge`` (bundles with their annotations, cgroup limits,
+logs, exit and OOM), ``envvars`` and ``probes`` (a container's environment and its exec
+probes), ``worker`` (one pod's lifecycle: adoption, restarts with back-off, probes,
+graceful deletion, status), ``node`` (registration, Lease, node status) and ``main`` (the
+process: join the namespace, watch the node's pods, run a worker per pod).
 
 Run as ``python -m reference_runtime.cluster.agent --config agent.json``; it imports only
 the standard library, the stdlib API client and the reference runtime, so it starts fast.

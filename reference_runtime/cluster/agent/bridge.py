@@ -1,31 +1,58 @@
-"""Containers of pods, through the reference runtime (in-process) or runc.
+"""Containers of pods, through the node's runtime (the reference runtime or runc).
 
-One OCI bundle per container run under ``<node>/bundles/<id>``: the image's rootfs,
-shared and read-only, with a private tmpfs on ``/tmp``; its own pid, ipc, uts, mount and
-cgroup namespaces but *not* a network namespace, so every container shares the node's
-(pod IP = node IP). ``resources.limits.memory`` becomes the memory limit,
-``limits.cpu`` a CFS quota (period 100 ms), ``requests.cpu`` the CPU shares; the cgroup is
+One OCI bundle per container under ``<node>/bundles/<id>``: the image's rootfs, shared
+and read-only, with a private tmpfs on ``/tmp``; its own pid, ipc, uts, mount and cgroup
+namespaces, and the node's network namespace joined by path, so every container shares it
+(pod IP = node IP). ``resources.limits.memory`` becomes the memory limit, ``limits.cpu``
+a CFS quota (period 100 ms), ``requests.cpu`` the CPU shares; the cgroup is
 ``/<node cgroup>/<id>`` in every hierarchy. stdout and stderr go to the run's log file.
+
+The bundle's annotations say whose container it is (pod UID, name and namespace,
+container name, restart count, a hash of the container's spec, when it started), so a
+restarted agent can adopt what its predecessor left running. Containers are created by
+the node's runtime service (``runtimed``), which records their exits; everything else
+goes through the runtime directly (``drivers``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import shutil
 import signal
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import RuntimeSpecError as ReferenceRuntimeError
+from ...state import process_start_time
 from ..nodehost import cgroup_mounts
 from ..scheduler.quantity import milli_value, value
 from .config import AgentConfig
+from .drivers import DriverError, Listed, NodeRuntime, open_driver
 from .images import resolve_image
+from .runtimed import exit_record, request_create
 
-__all__ = ["ContainerBridge", "StartError", "command_line"]
+__all__ = [
+    "UNKNOWN_EXIT",
+    "Adoptable",
+    "ContainerBridge",
+    "StartError",
+    "command_line",
+    "spec_hash",
+]
 
 _PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+UNKNOWN_EXIT = -1  # stopped, but nobody collected its exit status
+LOST_AFTER = 3.0  # seconds a stopped container may wait for its exit record
+
+POD_UID = "io.kubernetes.pod.uid"
+POD_NAME = "io.kubernetes.pod.name"
+POD_NAMESPACE = "io.kubernetes.pod.namespace"
+CONTAINER_NAME = "io.kubernetes.container.name"
+CONTAINER_HASH = "io.kubernetes.container.hash"
+RESTART_COUNT = "io.kubernetes.container.restartCount"
+STARTED = "reference-cluster.io/started"
 
 
 class StartError(Exception):
@@ -38,6 +65,11 @@ def command_line(container: dict[str, Any]) -> list[str]:
     command = list(container.get("command") or [])
     args = list(container.get("args") or [])
     return command + args if command or args else ["sh"]
+
+
+def spec_hash(container: dict[str, Any]) -> str:
+    """A hash of the container's spec: an adopted container must still match it."""
+    return hashlib.sha256(json.dumps(container, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _resources(container: dict[str, Any]) -> dict[str, Any]:
@@ -57,6 +89,38 @@ def _resources(container: dict[str, Any]) -> dict[str, Any]:
     return linux
 
 
+@dataclass(frozen=True)
+class Adoptable:
+    """A container an earlier agent of this node left, and whose it is."""
+
+    id: str
+    status: str
+    pod_uid: str
+    container: str
+    spec_hash: str
+    restarts: int
+    started: float
+    pid: int
+
+    @classmethod
+    def from_listed(cls, listed: Listed) -> Adoptable:
+        notes = listed.annotations
+        try:
+            restarts, started = int(notes.get(RESTART_COUNT, "")), float(notes.get(STARTED, ""))
+        except ValueError:
+            restarts, started = -1, 0.0  # not made by an agent: never adopted
+        return cls(
+            listed.id,
+            listed.status,
+            notes.get(POD_UID, ""),
+            notes.get(CONTAINER_NAME, ""),
+            notes.get(CONTAINER_HASH, ""),
+            restarts,
+            started,
+            listed.pid,
+        )
+
+
 class ContainerBridge:
     """Create, watch, signal and remove a node's containers."""
 
@@ -65,26 +129,33 @@ class ContainerBridge:
         self.state = Path(config.state)
         self.bundles = self.state / "bundles"
         self.bundles.mkdir(parents=True, exist_ok=True)
-        from ...runtime import Runtime
-
-        self.runtime = Runtime(self.state / "runtime")
+        self.driver: NodeRuntime = open_driver(config.node_runtime, self.state)
+        self.inits: dict[str, tuple[int, int]] = {}  # container ID -> (PID, start time)
+        self._lost: dict[str, float] = {}  # stopped, no exit record yet: since when
 
     def cgroup_dirs(self, container_id: str) -> list[Path]:
         return [m / self.config.cgroup_parent / container_id for m in cgroup_mounts()]
 
-    def spec(self, pod: dict[str, Any], container: dict[str, Any], rootfs: Path) -> Any:
+    def spec(
+        self,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        rootfs: Path,
+        env: list[str],
+        annotations: dict[str, str],
+    ) -> Any:
         from ...spec import default_spec
 
         spec = default_spec(command_line(container))
         process = spec["process"]
-        env = [_PATH, f"HOSTNAME={pod['metadata']['name']}"]
-        env += [f"{e['name']}={e.get('value', '')}" for e in container.get("env") or []]
-        process["env"] = env
+        process["env"] = [_PATH, f"HOSTNAME={pod['metadata']['name']}", *env]
         process["cwd"] = container.get("workingDir") or "/"
         spec["root"] = {"path": str(rootfs), "readonly": True}
         spec["hostname"] = pod["metadata"]["name"][:63]
+        spec["annotations"] = annotations
         linux = spec["linux"]
         linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] != "network"]
+        linux["namespaces"].append({"type": "network", "path": f"/run/netns/{self.config.netns}"})
         linux["resources"] = {**linux.get("resources", {}), **_resources(container)}
         spec["mounts"].append(
             {
@@ -97,40 +168,69 @@ class ContainerBridge:
         return spec
 
     def start(
-        self, container_id: str, pod: dict[str, Any], container: dict[str, Any], log: Path
-    ) -> int:
-        """Create and start the container, its output appended to ``log``; its host PID.
+        self,
+        container_id: str,
+        pod: dict[str, Any],
+        container: dict[str, Any],
+        log: Path,
+        *,
+        restarts: int,
+        env: list[str],
+    ) -> float:
+        """Create and start the container, its output appended to ``log``; when it started.
 
         Raises ``ImagePullError`` or ``StartError``; nothing is left behind then."""
         rootfs = resolve_image(container.get("image", ""), Path(self.config.images))
-        spec = self.spec(pod, container, rootfs)
+        m = pod["metadata"]
+        started = time.time()
+        annotations = {
+            POD_UID: m["uid"],
+            POD_NAME: m["name"],
+            POD_NAMESPACE: m.get("namespace", ""),
+            CONTAINER_NAME: container["name"],
+            CONTAINER_HASH: spec_hash(container),
+            RESTART_COUNT: str(restarts),
+            STARTED: f"{started:.6f}",
+        }
+        spec = self.spec(pod, container, rootfs, env, annotations)
         spec["linux"]["cgroupsPath"] = f"/{self.config.cgroup_parent}/{container_id}"
         bundle = self.bundles / container_id
         shutil.rmtree(bundle, ignore_errors=True)
         bundle.mkdir(parents=True)
         (bundle / "config.json").write_text(json.dumps(spec))
         log.parent.mkdir(parents=True, exist_ok=True)
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            state = self.runtime.create(container_id, bundle, stdio=(null, out, out))
-            self.runtime.start(container_id)
-        except (ReferenceRuntimeError, OSError) as exc:
+            pid = request_create(self.state, container_id, bundle, log)
+            self.inits[container_id] = (pid, process_start_time(pid) or 0)
+            self.driver.start(container_id)
+        except (DriverError, OSError) as exc:
             self.remove(container_id)
-            raise StartError(str(exc).splitlines()[0] if str(exc) else repr(exc)) from None
-        finally:
-            os.close(out)
-            os.close(null)
-        return int(state.pid or 0)
+            raise StartError(str(exc).strip().splitlines()[0] if str(exc) else repr(exc)) from None
+        return started
+
+    def adopt(self, found: Adoptable) -> None:
+        """Track a container an earlier agent started (its exit is recorded all the same)."""
+        if found.pid:
+            self.inits[found.id] = (found.pid, process_start_time(found.pid) or 0)
 
     def exit_status(self, container_id: str) -> int | None:
-        """The exit status if the container's process has ended (128+N for signal N)."""
+        """The exit status if the container's process has ended (128+N for signal N);
+        ``UNKNOWN_EXIT`` if it ended and its status was not recorded."""
+        pid, start = self.inits.get(container_id, (0, 0))
         try:
-            return self.runtime.wait(container_id, timeout=0)
-        except TimeoutError:
+            record = json.loads(exit_record(self.state, container_id).read_text())
+        except (OSError, ValueError):
+            record = None  # not ended, or not recorded (yet)
+        if record is not None and (not pid or record.get("pid") == pid):
+            self._lost.pop(container_id, None)
+            return int(record["status"])
+        if pid and start and process_start_time(pid) == start:
             return None
-        except ReferenceRuntimeError:
-            return 255  # not our child (left by an earlier agent) or gone: it ended
+        since = self._lost.setdefault(container_id, time.monotonic())
+        if time.monotonic() - since < LOST_AFTER:
+            return None  # the runtime service is about to record it
+        self._lost.pop(container_id, None)
+        return UNKNOWN_EXIT
 
     def oom_killed(self, container_id: str) -> bool:
         """Whether the kernel's OOM killer killed a process of the container's cgroup."""
@@ -147,32 +247,23 @@ class ContainerBridge:
         return False
 
     def signal(self, container_id: str, sig: int = signal.SIGTERM) -> None:
-        try:
-            self.runtime.kill(container_id, sig)
-        except ReferenceRuntimeError:
-            pass  # stopped already: nothing to signal
+        self.driver.kill(container_id, sig)
 
-    def exec(self, container_id: str, command: list[str]) -> int:
-        """Run ``command`` in the container (a probe); its exit status."""
-        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    def exec(self, container_id: str, command: list[str], timeout: float) -> int | None:
+        """Run ``command`` in the container (a probe); its exit status, None on timeout."""
         try:
-            return self.runtime.exec(container_id, command, stdio=(null, null, null))
-        except (ReferenceRuntimeError, OSError):
+            return self.driver.exec(container_id, command, timeout)
+        except (DriverError, OSError):
             return 126
-        finally:
-            os.close(null)
 
     def remove(self, container_id: str) -> None:
-        """Kill and delete the container and its bundle (idempotent)."""
-        try:
-            self.runtime.delete(container_id, force=True)
-        except ReferenceRuntimeError:
-            pass  # never created, or deleted already
+        """Kill and delete the container, its exit record and its bundle (idempotent)."""
+        self.driver.delete(container_id)
+        self.inits.pop(container_id, None)
+        self._lost.pop(container_id, None)
+        exit_record(self.state, container_id).unlink(missing_ok=True)
         shutil.rmtree(self.bundles / container_id, ignore_errors=True)
 
-    def leftovers(self) -> list[str]:
+    def leftovers(self) -> list[Adoptable]:
         """Containers in this node's runtime state (made by an earlier agent of the node)."""
-        try:
-            return [s.id for s in self.runtime.list()]
-        except ReferenceRuntimeError:
-            return []
+        return [Adoptable.from_listed(listed) for listed in self.driver.containers()]

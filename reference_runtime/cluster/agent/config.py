@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,17 @@ class AgentConfig:
         data = asdict(self)
         path.write_text(json.dumps(data, indent=2))
         path.chmod(0o600)
+
+    @classmethod
+    def from_command_line(cls, prog: str, argv: Sequence[str] | None) -> AgentConfig:
+        """``PROG --config agent.json``: the config, with logging set up for the process."""
+        parser = argparse.ArgumentParser(prog=prog)
+        parser.add_argument("--config", required=True)
+        args = parser.parse_args(argv)
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return cls.read(Path(args.config))
 
     @classmethod
     def read(cls, path: Path) -> AgentConfig:

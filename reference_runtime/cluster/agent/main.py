@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import logging
 import os
@@ -16,7 +15,7 @@ from typing import Any
 
 from ..client import ApiClient
 from ..errors import ApiError, ApiUnreachableError, GoneError
-from .bridge import ContainerBridge
+from .bridge import Adoptable, ContainerBridge
 from .config import AgentConfig
 from .node import NodeStatus
 from .worker import PodWorker
@@ -54,12 +53,18 @@ class Agent:
         self.stop = threading.Event()
         self.workers: dict[str, PodWorker] = {}
         self.threads: list[threading.Thread] = []
+        self.leftovers: list[Adoptable] | None = None  # until the first list of pods
 
-    def clean_leftovers(self) -> None:
-        """Containers an earlier agent of this node left: removed; their pods restart them."""
-        for container_id in self.bridge.leftovers():
-            log.info("removing container %s left by an earlier agent", container_id)
-            self.bridge.remove(container_id)
+    def settle_leftovers(self) -> None:
+        """After the first list of the node's pods: remove the containers of pods that are
+        gone or finished (a worker replaces those of its own pod that it did not adopt)."""
+        if self.leftovers is None:
+            return
+        for found in self.leftovers:
+            if found.pod_uid not in self.workers:
+                log.info("removing container %s left by an earlier agent", found.id)
+                self.bridge.remove(found.id)
+        self.leftovers = None
 
     def register(self) -> None:
         delay = 0.01
@@ -83,7 +88,8 @@ class Agent:
             "metadata"
         ].get("deletionTimestamp"):
             return  # finished before this agent started: nothing to run
-        worker = PodWorker(pod, self.api, self.bridge, self.config)
+        mine = [f for f in self.leftovers or [] if f.pod_uid == uid]
+        worker = PodWorker(pod, self.api, self.bridge, self.config, mine)
         self.workers[uid] = worker
         thread = threading.Thread(target=worker.run, args=(self.stop,), daemon=True)
         thread.start()
@@ -107,6 +113,7 @@ class Agent:
                     self._pod(pod)
                 for uid in set(self.workers) - seen:
                     self._gone(uid)
+                self.settle_leftovers()
                 version = listed["metadata"]["resourceVersion"]
                 for event in self.watch_api.watch(path, query, version, timeout_seconds=30):
                     delay = 0.05
@@ -129,7 +136,7 @@ class Agent:
                 delay = min(delay * 2, RETRY_MAX)
 
     def run(self) -> None:
-        self.clean_leftovers()
+        self.leftovers = self.bridge.leftovers()
         self.register()
         heartbeat = threading.Thread(target=self.node.run, args=(self.stop,), daemon=True)
         heartbeat.start()
@@ -137,13 +144,7 @@ class Agent:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="reference-cluster-agent")
-    parser.add_argument("--config", required=True)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    config = AgentConfig.read(Path(args.config))
+    config = AgentConfig.from_command_line("reference-cluster-agent", argv)
     join_netns(config.netns)
     agent = Agent(config)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())

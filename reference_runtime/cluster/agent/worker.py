@@ -3,10 +3,14 @@
 ``PodWorker.sync()`` is called every ``sync_interval`` (and at once on a pod event) by
 its thread. Per container it keeps a ``_Run``: waiting (with a reason), running, or
 terminated; restarts follow ``restartPolicy`` with Kubernetes' back-off (``base * 2**n``
-up to ``max``, shortened by ``Timings`` in tests); exec liveness probes restart, exec
-readiness probes drive ``ready``. A pod with a ``deletionTimestamp`` gets SIGTERM, SIGKILL
+up to ``max``, shortened by ``Timings`` in tests); exec probes (``probes``) restart the
+container or drive ``ready``. A pod with a ``deletionTimestamp`` gets SIGTERM, SIGKILL
 after its grace period, and is then deleted with grace 0. Status is written with a merge
 patch of ``status`` whenever it changes.
+
+A worker made by a restarted agent adopts the containers the earlier agent left running
+for this pod (same pod UID, same container spec hash): their run, restart count, log
+file and exit record carry on, and only what no longer matches is removed.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from typing import Any
 from ..client import ApiClient
 from ..errors import ApiError, ApiUnreachableError, NotFoundError
 from ..logsource import container_log_dir
-from .bridge import ContainerBridge, StartError
+from .bridge import UNKNOWN_EXIT, Adoptable, ContainerBridge, StartError, spec_hash
 from .config import AgentConfig
+from .envvars import EnvError, resolve_env
 from .images import ImagePullError
+from .probes import ProbeSet
 
 __all__ = ["PodWorker"]
 
@@ -34,26 +40,6 @@ log = logging.getLogger(__name__)
 
 def _stamp(seconds: float) -> str:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass
-class _Probe:
-    spec: dict[str, Any]
-    failures: int = 0
-    successes: int = 0
-    next_at: float = 0.0
-
-    def due(self, now: float, started: float) -> bool:
-        delay = float(self.spec.get("initialDelaySeconds") or 0)
-        return now >= started + delay and now >= self.next_at
-
-    def record(self, ok: bool, now: float) -> None:
-        self.next_at = now + float(self.spec.get("periodSeconds") or 10)
-        self.failures, self.successes = (0, self.successes + 1) if ok else (self.failures + 1, 0)
-
-    @property
-    def failed(self) -> bool:
-        return self.failures >= int(self.spec.get("failureThreshold") or 3)
 
 
 @dataclass
@@ -70,8 +56,7 @@ class _Run:
     last: dict[str, Any] | None = None
     retry_at: float = 0.0
     image_failures: int = 0
-    liveness: _Probe | None = None
-    readiness: _Probe | None = None
+    probes: ProbeSet | None = None
     done: bool = False  # terminated for good (restartPolicy says no more runs)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,7 +65,12 @@ class PodWorker:
     """Runs one pod's containers (see the module docstring)."""
 
     def __init__(
-        self, pod: dict[str, Any], api: ApiClient, bridge: ContainerBridge, config: AgentConfig
+        self,
+        pod: dict[str, Any],
+        api: ApiClient,
+        bridge: ContainerBridge,
+        config: AgentConfig,
+        leftovers: list[Adoptable] | None = None,
     ) -> None:
         self.pod = pod
         self.api = api
@@ -90,16 +80,60 @@ class PodWorker:
         m = pod["metadata"]
         self.key = f"{m.get('namespace')}/{m['name']}"
         self.uid = m["uid"]
+        self.scheme = f"{config.node_runtime}://"
         old = {s.get("name"): s for s in (pod.get("status") or {}).get("containerStatuses") or []}
+        policy = pod["spec"].get("restartPolicy") or "Always"
         self.runs = [
-            _Run(c["name"], restarts=int((old.get(c["name"]) or {}).get("restartCount") or 0))
+            self._resume(c["name"], old.get(c["name"]) or {}, policy)
             for c in pod["spec"].get("containers") or []
         ]
+        self.adopted = self._adopt(leftovers or [])
         self.start_time = (pod.get("status") or {}).get("startTime") or _stamp(time.time())
         self.wake = threading.Event()
         self.finished = False
         self._sent: dict[str, Any] | None = None
         self._kill_deadline: float | None = None
+
+    @staticmethod
+    def _resume(name: str, old: dict[str, Any], policy: str) -> _Run:
+        """A container slot as the pod's status left it (restart count, last state)."""
+        run = _Run(name, restarts=int(old.get("restartCount") or 0))
+        last = (old.get("lastState") or {}).get("terminated")
+        if last:
+            run.last = {"terminated": last}
+        state = old.get("state") or {}
+        if state.get("terminated"):
+            code = state["terminated"].get("exitCode")
+            run.terminated = state["terminated"]
+            run.done = policy == "Never" or (policy == "OnFailure" and code == 0)
+        elif (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff" and last:
+            run.terminated, run.last = last, None  # the next run is a restart
+        return run
+
+    def _adopt(self, leftovers: list[Adoptable]) -> set[str]:
+        """Take over the containers an earlier agent ran for this pod; their IDs."""
+        specs = {c["name"]: c for c in self.pod["spec"].get("containers") or []}
+        adopted = set()
+        for run in self.runs:
+            for found in leftovers:
+                spec = specs[run.name]
+                if (
+                    found.pod_uid != self.uid
+                    or found.container != run.name
+                    or found.spec_hash != spec_hash(spec)
+                    or found.status not in ("running", "stopped")
+                    or found.restarts < 0
+                    or run.done
+                ):
+                    continue
+                self.bridge.adopt(found)
+                run.container_id, run.started = found.id, found.started
+                run.restarts, run.waiting, run.terminated = found.restarts, None, None
+                run.probes = ProbeSet(spec)
+                run.ready = not run.probes.has_readiness
+                adopted.add(found.id)
+                log.info("pod %s: adopted container %s (%s)", self.key, found.id, found.status)
+        return adopted
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -153,43 +187,54 @@ class PodWorker:
     def _start(self, run: _Run, spec: dict[str, Any], now: float) -> None:
         container_id = self._container_id(run)
         self.bridge.remove(container_id)  # a leftover of an earlier run or agent
-        if run.terminated is not None:
-            run.restarts += 1
+        previous = run.restarts
         try:
-            self.bridge.start(container_id, self.pod, spec, self._log_path(run))
+            env = resolve_env(self.pod, spec, self.config.node_ip)
+            run.restarts += 1 if run.terminated is not None else 0
+            started = self.bridge.start(
+                container_id, self.pod, spec, self._log_path(run), restarts=run.restarts, env=env
+            )
         except ImagePullError as exc:
+            run.restarts = previous
             run.image_failures += 1
             reason = "ErrImagePull" if run.image_failures == 1 else "ImagePullBackOff"
             run.waiting = (reason, str(exc))
             delay = self.timings.image_backoff_base * 2 ** (run.image_failures - 1)
             run.retry_at = now + min(delay, self.timings.backoff_max)
-            if run.terminated is not None:
-                run.restarts -= 1
             return
-        except StartError as exc:
-            run.waiting = ("CreateContainerError", str(exc))
+        except (StartError, EnvError) as exc:
+            run.restarts = previous
+            reason = (
+                "CreateContainerError"
+                if isinstance(exc, StartError)
+                else "CreateContainerConfigError"
+            )
+            run.waiting = (reason, str(exc))
             run.retry_at = now + self.timings.backoff_base
-            if run.terminated is not None:
-                run.restarts -= 1
             return
-        run.container_id, run.started = container_id, time.time()
+        run.container_id, run.started = container_id, started
         run.waiting, run.image_failures = None, 0
         if run.terminated is not None:
             run.last, run.terminated = {"terminated": run.terminated}, None
-        run.liveness = _Probe(spec["livenessProbe"]) if spec.get("livenessProbe") else None
-        run.readiness = _Probe(spec["readinessProbe"]) if spec.get("readinessProbe") else None
-        run.ready = run.readiness is None
+        run.probes = ProbeSet(spec)
+        run.ready = not run.probes.has_readiness
 
     def _ended(self, run: _Run, code: int, policy: str, now: float) -> None:
         oom = self.bridge.oom_killed(run.container_id)
-        reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
+        if code == UNKNOWN_EXIT:
+            reason, code = "ContainerStatusUnknown", 137
+            run.extra["message"] = "the container stopped and its exit status was not recorded"
+        else:
+            reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
         run.terminated = {
             "exitCode": code,
             "reason": run.extra.pop("reason", reason) if not oom else reason,
             "startedAt": _stamp(run.started),
             "finishedAt": _stamp(time.time()),
-            "containerID": f"reference://{run.container_id}",
+            "containerID": f"{self.scheme}{run.container_id}",
         }
+        if "message" in run.extra:
+            run.terminated["message"] = run.extra.pop("message")
         self.bridge.remove(run.container_id)
         self._log_path(run).with_suffix(".exited").touch()
         run.container_id, run.ready = "", False
@@ -205,22 +250,22 @@ class PodWorker:
         )
 
     def _probe(self, run: _Run, now: float) -> None:
+        if run.probes is None:
+            return
+        container_id = run.container_id
+
+        def execute(command: list[str], timeout: float) -> int | None:
+            return self.bridge.exec(container_id, command, timeout)
+
         started = now - (time.time() - run.started)
-        for probe, kind in ((run.liveness, "liveness"), (run.readiness, "readiness")):
-            if probe is None or not probe.due(now, started):
-                continue
-            command = ((probe.spec.get("exec") or {}).get("command")) or []
-            ok = bool(command) and self.bridge.exec(run.container_id, list(command)) == 0
-            probe.record(ok, time.monotonic())
-            if kind == "readiness":
-                threshold = int(probe.spec.get("successThreshold") or 1)
-                run.ready = (run.ready or probe.successes >= threshold) and not probe.failed
-                if probe.failures:
-                    run.ready = run.ready and not probe.failed
-            elif probe.failed:
-                log.info("pod %s: liveness probe of %s failed: restarting", self.key, run.name)
-                self.bridge.signal(run.container_id, signal.SIGKILL)
-                probe.failures = 0
+        verdict = run.probes.run_due(execute, now, started, run.ready)
+        if verdict.ready is not None:
+            run.ready = verdict.ready
+        if verdict.restart:
+            log.info(
+                "pod %s: %s probe of %s failed: restarting", self.key, verdict.restart, run.name
+            )
+            self.bridge.signal(container_id, signal.SIGKILL)
 
     # -- deletion ------------------------------------------------------------------------
 
@@ -276,6 +321,7 @@ class PodWorker:
         else:
             reason, message = run.waiting or ("ContainerCreating", "")
             state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+        started = bool(run.container_id) and (run.probes is None or run.probes.started)
         last = run.last or {}
         if run.terminated is not None and not run.done:
             last = {"terminated": run.terminated}
@@ -283,14 +329,14 @@ class PodWorker:
             "name": run.name,
             "state": state,
             "lastState": last,
-            "ready": bool(run.container_id) and run.ready,
-            "started": bool(run.container_id),
+            "ready": started and run.ready,
+            "started": started,
             "restartCount": run.restarts,
             "image": image,
             "imageID": "",
         }
         if run.container_id:
-            status["containerID"] = f"reference://{run.container_id}"
+            status["containerID"] = f"{self.scheme}{run.container_id}"
         return status
 
     def status(self) -> dict[str, Any]:
