@@ -8,6 +8,7 @@ PID at the end. They are skipped, with the reason, when no engine can be had.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -26,7 +27,13 @@ from pytest_containers.adapters import (
     bundle_config,
     require,
 )
-from pytest_containers.adapters.docker import IMAGE_REPOSITORY, LABEL_SESSION, DockerAdapter
+from pytest_containers.adapters.docker import (
+    IMAGE_REPOSITORY,
+    LABEL_SESSION,
+    DockerAdapter,
+    check_expressible,
+    inexpressible,
+)
 from pytest_containers.adapters.dockerd import DockerDaemon
 from pytest_containers.adapters.engine import engine_options
 from pytest_containers.errors import (
@@ -220,6 +227,91 @@ def test_what_the_engine_cannot_express(
     joined = make(["true"], namespaces={"pid": None, "mount": None, "network": "/proc/1/ns/net"})
     with pytest.raises(NotApplicableError, match=JOIN_NAMESPACE_PATH):
         adapter.create(cid(), joined)
+    umask = make(["true"])
+    config = json.loads((umask / "config.json").read_text())
+    config["process"]["user"]["umask"] = 0o77
+    (umask / "config.json").write_text(json.dumps(config))
+    name = cid()
+    with pytest.raises(NotApplicableError, match=r"process\.user\.umask"):
+        adapter.create(name, umask)
+    with pytest.raises(ContainerNotFoundError):  # refused before the Engine made anything
+        adapter.state(name)
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (_set("process.user.umask", 0o22), "process.user.umask"),
+        (_set("process.terminal", True), "process.terminal"),
+        (_set("process.scheduler", {"policy": "SCHED_BATCH"}), "process.scheduler"),
+        (_set("process.ioPriority", {"class": "IOPRIO_CLASS_IDLE"}), "process.ioPriority"),
+        (_set("domainname", "example.org"), "domainname"),
+        (_set("linux.personality", {"domain": "LINUX32"}), "linux.personality"),
+        (_set("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW"}), "linux.seccomp"),
+        (_set("linux.devices", [{"path": "/dev/fuse", "type": "c"}]), "linux.devices"),
+        (_set("linux.cgroupsPath", "/pc-demo"), "linux.cgroupsPath"),
+        (_set("linux.resources.memory.swappiness", 0), "linux.resources.memory.swappiness"),
+        (
+            _set("linux.resources.memory.disableOOMKiller", True),
+            "linux.resources.memory.disableOOMKiller",
+        ),
+        (_set("linux.resources.cpu.realtimeRuntime", 1000), "linux.resources.cpu.realtimeRuntime"),
+        (_set("linux.resources.pids", {"limit": 5}), None),
+        (
+            _set("linux.resources.blockIO", {"weight": 500}),
+            "linux.resources.blockIO",
+        ),
+        (_set("linux.resources.unified", {"pids.max": "5"}), "linux.resources.unified"),
+        (
+            _set("linux.resources.devices", [{"allow": True, "access": "rwm"}]),
+            "linux.resources.devices",
+        ),
+        (_set("linux.maskedPaths", ["/proc/kcore", "/etc/shadow"]), "linux.maskedPaths"),
+        (_set("linux.maskedPaths", ["/proc/kcore"]), None),
+        (_set("linux.readonlyPaths", ["/etc"]), "linux.readonlyPaths"),
+        (_set("process.capabilities.effective", ["CAP_KILL"]), "process.capabilities.effective"),
+        (
+            _set("process.capabilities.inheritable", ["CAP_KILL"]),
+            "process.capabilities.inheritable",
+        ),
+        (
+            _set("mounts", [{"destination": "/d", "type": "bind", "source": "/srv",
+                             "options": ["rbind", "nosuid"]}]),
+            "mounts[0].options",
+        ),
+        (
+            _set("mounts", [{"destination": "/d", "type": "bind", "source": "/srv",
+                             "options": ["rbind", "ro"]}]),
+            None,
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)  # fmt: skip
+def test_fields_without_an_engine_option_are_not_applicable(
+    edit: Callable[[dict[str, Any]], None], field: str | None
+) -> None:
+    """Not dropped: the config is refused as not applicable, naming the field."""
+    config = bundle_config(["sh"], memory="64m", pids=10, mounts=[("/srv", "/data", "ro")])
+    check_expressible(config)  # the suite's ordinary configs are expressible
+    assert inexpressible(config) is None
+    edit(config)
+    if field is None:
+        assert inexpressible(config) is None
+        return
+    with pytest.raises(NotApplicableError) as caught:
+        check_expressible(config)
+    assert caught.value.feature == field and field in caught.value.reason
 
 
 def test_engine_options_map_the_config() -> None:
