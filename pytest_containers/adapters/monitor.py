@@ -121,12 +121,29 @@ class Monitor:
     def wait(self, timeout: float | None) -> int | None:
         """The container init's exit status once it has exited; None if it was not
         reparented to the monitor. ``TimeoutError`` after ``timeout`` seconds."""
-        if self.status is None and not self.reaped and not self.reap(timeout):
+        if self.status is None and not self.reaped and not self._await_exit(timeout):
             raise TimeoutError(f"the container is still running after {timeout}s")
         if self.status is None and self.exit_file is not None:
             with contextlib.suppress(FileNotFoundError, ValueError):
                 self.status = json.loads(self.exit_file.read_text())["status"]
         return self.status
+
+    def _await_exit(self, timeout: float | None) -> bool:
+        """Until the monitor has recorded the init's exit or has itself exited; False on
+        timeout. The exit file comes first: the monitor then stays a few seconds more to
+        reap the container's orphans (``REAP_REST_SECONDS``), which ``stop`` waits for."""
+        if self.exit_file is None:
+            return self.reap(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        step = 0.002
+        while not self.exit_file.exists():  # written whole: os.replace of a .tmp
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            if self.reap(step if remaining is None else min(step, remaining)):
+                return True
+            step = min(step * 2, 0.05)
+        return True
 
     def kill_orphan(self) -> int:
         """SIGKILL the container's init if it still runs as our child; its PID, else 0.
