@@ -14,7 +14,7 @@ import signal
 import time
 from typing import Any
 
-from ._nsexec import Helper, HelperGone
+from ._nsclient import Helper, HelperGone
 from ._nsplan import Plan, identity_maps
 from ._nsprocess import IsolatedProcess
 from .ledger import Ledger, Record, process_start_time

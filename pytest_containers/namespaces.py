@@ -66,8 +66,8 @@ command that leaves its process group is not followed.
 
 The code: ``_nsplan`` (the kinds, a call's checked arguments), ``_nsprocess``
 (:class:`IsolatedProcess`, :class:`NamespaceResult`), ``_nsfork`` (callables, in a
-fork of pytest), ``_nscommand`` (commands, through the helper) and this module (the
-factory, options, fixtures and hooks).
+fork of pytest), ``_nscommand`` (commands, through the helper, whose two ends are
+``_nsclient`` and ``_nsexec``) and this module (the factory, options, fixtures and hooks).
 
 Options: ``--containers-ns-timeout=SECONDS`` or the ini value ``containers_ns_timeout``
 (default 30): how long a call may run when it passes no ``timeout=``.
