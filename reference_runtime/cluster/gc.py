@@ -25,8 +25,9 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from typing import Any
 
+from .api.deletion import FOREGROUND, NAMESPACE_FINALIZER, ORPHAN
 from .api.objects import Obj, meta, parse_time
-from .api.registry import FOREGROUND, NAMESPACE_FINALIZER, ORPHAN, Registry
+from .api.registry import Registry
 from .api.resources import RESOURCES, Resource, find_resource, resource_for_kind
 from .errors import ApiError, ConflictError, NotFoundError
 from .nodes import AGENT_ANNOTATION

@@ -3,7 +3,8 @@
 Layers, bottom up: ``objects``, ``validation``, ``schema``, ``selectors``, ``patch``,
 ``status`` (pure helpers over JSON dicts); ``resources`` (what is served) and
 ``strategies`` (per-kind rules); ``watch`` and ``registry`` (the API semantics over a
-``Store``: the in-process API); ``tables``, ``discovery``, ``routing``, ``logs`` and
+``Store``: the in-process API; its verbs in ``registry_base``, ``reads``, ``deletion``,
+``writes`` and ``scale``); ``tables``, ``discovery``, ``routing``, ``logs`` and
 ``handlers`` (HTTP semantics, transport-free); ``server`` (the HTTP transport and the
 ``ApiServer`` that runs everything) on top.
 """
