@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .config import CapabilitySets
+
 CAPABILITIES: dict[str, int] = {
     "CAP_CHOWN": 0,
     "CAP_DAC_OVERRIDE": 1,
@@ -78,3 +82,50 @@ def mask(names: list[str], where: str, warnings: list[str]) -> int:
 def names_of(bits: int) -> list[str]:
     """Capability names set in ``bits``, in number order."""
     return [NUMBERS.get(n, f"CAP_{n}") for n in range(64) if bits >> n & 1]
+
+
+def grantable(
+    caps: CapabilitySets, bounding: int, permitted: int, warnings: list[str]
+) -> CapabilitySets:
+    """``caps`` without what a process holding ``bounding`` and ``permitted`` cannot grant.
+
+    config.md: a capability that "cannot be granted otherwise MUST be logged as a
+    warning" and runtimes "SHOULD NOT fail": each one is skipped with a warning. The
+    ambient set keeps only what is also permitted and inheritable, which is all the
+    kernel raises (runc skips the others with a warning too).
+    """
+    held = bounding & permitted
+    wanted = caps.bounding | caps.effective | caps.permitted | caps.inheritable
+    for name in names_of(wanted & ~held):
+        sets = [
+            kind
+            for kind, bits in (
+                ("bounding", caps.bounding),
+                ("effective", caps.effective),
+                ("permitted", caps.permitted),
+                ("inheritable", caps.inheritable),
+            )
+            if bits >> CAPABILITIES.get(name, 64) & 1
+        ]
+        warnings.append(
+            f"process.capabilities ({', '.join(sets)}): {name} cannot be granted, the "
+            "runtime does not hold it; skipped"
+        )
+    permitted_out = caps.permitted & held
+    inheritable_out = caps.inheritable & held
+    ambient = caps.ambient & permitted_out & inheritable_out
+    for name in names_of(caps.ambient & ~ambient):
+        warnings.append(
+            f"process.capabilities.ambient: {name} is not also permitted and inheritable, "
+            "so the kernel cannot raise it; skipped"
+        )
+    from ._lite import replace  # already loaded: this runs after pivot_root
+
+    return replace(
+        caps,
+        bounding=caps.bounding & bounding,
+        effective=caps.effective & held,
+        inheritable=inheritable_out,
+        permitted=permitted_out,
+        ambient=ambient,
+    )

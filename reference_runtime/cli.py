@@ -30,6 +30,7 @@ _COMMON_CREATE = {
     "-b": ("bundle", True),
     "--pid-file": ("pid_file", True),
     "--no-pivot": ("no_pivot", False),
+    "--console-socket": ("console_socket", True),
 }
 COMMANDS: dict[str, tuple[dict[str, tuple[str, bool]], tuple[str, ...], str]] = {
     "spec": (
@@ -68,6 +69,9 @@ COMMANDS: dict[str, tuple[dict[str, tuple[str, bool]], tuple[str, ...], str]] = 
             "--cwd": ("cwd", True),
             "--user": ("user", True),
             "-u": ("user", True),
+            "--tty": ("tty", False),
+            "-t": ("tty", False),
+            "--console-socket": ("console_socket", True),
         },
         ("id", "cmd..."),
         "run a command in a created or running container",
@@ -251,7 +255,12 @@ def _dispatch(args: dict[str, Any]) -> int:
 
     rt = Runtime(args["root"], no_pivot=bool(args.get("no_pivot")))
     if command == "create":
-        state = rt.create(args["id"], args.get("bundle") or ".", pid_file=args.get("pid_file"))
+        state = rt.create(
+            args["id"],
+            args.get("bundle") or ".",
+            pid_file=args.get("pid_file"),
+            console_socket=args.get("console_socket"),
+        )
         for warning in state.warnings:
             _log(args, "warning", warning)
         _log(args, "info", f"created {args['id']} pid {state.pid}")
@@ -322,14 +331,28 @@ def _exec(rt: Runtime, args: dict[str, Any]) -> int:
             user = (int(uid), int(gid or uid))
         except ValueError:
             raise UsageError(f"exec: --user {args['user']!r} must be UID or UID:GID") from None
-    return rt.exec(args["id"], args["cmd"], env=args["env"] or None, cwd=args.get("cwd"), user=user)
+    if bool(args.get("tty")) != bool(args.get("console_socket")):
+        raise UsageError("exec: --tty and --console-socket PATH go together")
+    return rt.exec(
+        args["id"],
+        args["cmd"],
+        env=args["env"] or None,
+        cwd=args.get("cwd"),
+        user=user,
+        console_socket=args.get("console_socket"),
+    )
 
 
 def _run(rt: Runtime, args: dict[str, Any]) -> int:
     import _signal
 
     container_id = args["id"]
-    state = rt.create(container_id, args.get("bundle") or ".", pid_file=args.get("pid_file"))
+    state = rt.create(
+        container_id,
+        args.get("bundle") or ".",
+        pid_file=args.get("pid_file"),
+        console_socket=args.get("console_socket"),
+    )
     for warning in state.warnings:
         _log(args, "warning", warning)
     if args.get("detach"):

@@ -149,6 +149,12 @@ class Scheduler:
 
 
 @dataclass(frozen=True)
+class ConsoleSize:
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
 class Process:
     args: tuple[str, ...]
     env: tuple[str, ...] = ()
@@ -159,6 +165,7 @@ class Process:
     no_new_privileges: bool = False
     oom_score_adj: int | None = None
     terminal: bool = False
+    console_size: ConsoleSize | None = None  # only with terminal (ignored otherwise)
     scheduler: Scheduler | None = None
     io_priority: tuple[int, int] | None = None
 
@@ -597,12 +604,7 @@ def _process(value: Any, warnings: list[str]) -> Process:
     if not cwd.startswith("/"):
         raise ConfigError(f"process.cwd {cwd!r} must be an absolute path")
     terminal = _bool(proc.get("terminal", False), "process.terminal")
-    if terminal:
-        from .errors import UnsupportedError
-
-        raise UnsupportedError(
-            "process.terminal is true but this runtime has no console support: set it to false"
-        )
+    console_size = _console_size(proc.get("consoleSize"))
     user = _obj(proc.get("user", {}), "process.user")
     umask = user.get("umask")
     oom = proc.get("oomScoreAdj")
@@ -625,8 +627,20 @@ def _process(value: Any, warnings: list[str]) -> Process:
         no_new_privileges=_bool(proc.get("noNewPrivileges", False), "process.noNewPrivileges"),
         oom_score_adj=None if oom is None else _int(oom, "process.oomScoreAdj", -1000, 1000),
         terminal=terminal,
+        console_size=console_size if terminal else None,  # config.md: ignored without
         scheduler=_scheduler(proc.get("scheduler")),
         io_priority=_io_priority(proc.get("ioPriority")),
+    )
+
+
+def _console_size(value: Any) -> ConsoleSize | None:
+    __tracebackhide__ = True
+    if value is None:
+        return None
+    size = _obj(value, "process.consoleSize")
+    return ConsoleSize(
+        height=_int(size.get("height"), "process.consoleSize.height", 0, 2**16 - 1),
+        width=_int(size.get("width"), "process.consoleSize.width", 0, 2**16 - 1),
     )
 
 

@@ -13,7 +13,7 @@ import _socket
 import os
 import time
 
-from . import cgroups, hooks, init, kernel, namespaces, process, rootfs
+from . import cgroups, console, hooks, init, kernel, namespaces, process, rootfs
 from .config import Config, load_bundle, validate_id
 from .errors import ConfigError, ContainerExistsError, ProcessError, RuntimeSpecError
 from .state import (
@@ -111,7 +111,11 @@ class Creation:
             os.close(fd)
 
     def run(
-        self, stdio: tuple[int, int, int] | None, no_pivot: bool, ns_fds: dict[str, int]
+        self,
+        stdio: tuple[int, int, int] | None,
+        no_pivot: bool,
+        ns_fds: dict[str, int],
+        console_sock: _socket.socket | None = None,
     ) -> State:
         config = self.config
         self.make_state_dir(config.text)
@@ -149,6 +153,7 @@ class Creation:
                 no_pivot=no_pivot,
                 seccomp=self.seccomp,
                 mount_fds=self.mount_fds,
+                console=console_sock,
             )
             # The init is reparented to us when stage 1 exits: we are its subreaper
             # for that moment, so that we alone can later collect its exit status.
@@ -216,6 +221,7 @@ class Creation:
                 self.seccomp_loaded = True
                 self._hand_over_listener(message.get("fds", []), state)
             elif kind == "ready":
+                state.warnings.extend(message.get("warnings", []))
                 # stage 1 has exited, which made the init our child: reap stage 1
                 os.waitpid(self.stage1_pid, 0)
                 self.stage1_pid = 0
@@ -284,19 +290,30 @@ def create(
     pid_file: str | os.PathLike[str] | None = None,
     stdio: tuple[int, int, int] | None = None,
     no_pivot: bool = False,
+    console_socket: str | os.PathLike[str] | None = None,
 ) -> State:
-    """Create container ``container_id`` from ``bundle``; it is ``created`` on return."""
+    """Create container ``container_id`` from ``bundle``; it is ``created`` on return.
+
+    With ``process.terminal`` the pty master has been sent to ``console_socket`` by
+    then (see ``console``); its stdio are the pty, not ``stdio``."""
     validate_id(container_id)
     config = load_bundle(bundle)
+    check_console(config, console_socket)
     cgroups.validate_resources(config.resources)
     rootfs.check_mounts(config)
     if os.path.exists(store.dir(container_id)):
         raise ContainerExistsError(f"container {container_id!r} already exists")
-    ns_fds = namespaces.open_paths(config)
+    console_sock = None if console_socket is None else console.connect(os.fspath(console_socket))
+    try:
+        ns_fds = namespaces.open_paths(config)
+    except BaseException:
+        if console_sock is not None:
+            console_sock.close()
+        raise
     creation = Creation(store, container_id, config)
     try:
         creation.prepare(ns_fds)
-        state = creation.run(stdio, no_pivot, ns_fds)
+        state = creation.run(stdio, no_pivot, ns_fds, console_sock)
         if pid_file is not None:
             _write_pid_file(os.fspath(pid_file), state.pid)
     except BaseException:
@@ -305,7 +322,24 @@ def create(
     finally:
         creation.release()
         namespaces.close_all(ns_fds)
+        if console_sock is not None:
+            console_sock.close()
     return state
+
+
+def check_console(config: Config, console_socket: str | os.PathLike[str] | None) -> None:
+    """A terminal needs a console socket, and a console socket a terminal (as runc)."""
+    __tracebackhide__ = True
+    if config.process.terminal and console_socket is None:
+        raise ConfigError(
+            "process.terminal is true: pass --console-socket PATH, a listening AF_UNIX "
+            "socket that receives the pty master"
+        )
+    if not config.process.terminal and console_socket is not None:
+        raise ConfigError(
+            f"--console-socket {os.fspath(console_socket)} is given but process.terminal is "
+            "not true: set it, or drop the console socket"
+        )
 
 
 def _write_pid_file(path: str, pid: int) -> None:

@@ -6,8 +6,9 @@
       └─ fork ──> stage 1: setsid, the user namespace (mapped by the runtime), joins or
           unshares the rest, forks the init, reports its host PID and exits
             └─ fork ──> init (PID 1 in a new pid namespace), reparented to the runtime:
-                waits for "go", cgroup namespace, hostname, sysctl, rootfs, credentials
-                and the seccomp filter (see ``seccomp``), reports "ready", then blocks
+                waits for "go", cgroup namespace, hostname, sysctl, rootfs (with the
+                terminal, see ``console``), credentials and the seccomp filter (see
+                ``seccomp``), reports "ready", then blocks
                 on the start socket until ``start`` connects, and execs the program.
 
 As with runc, the container process is the child of whoever created it (the runtime
@@ -24,7 +25,7 @@ import _signal
 import _socket
 import os
 
-from . import _lite, hooks, kernel, namespaces, process, rootfs
+from . import _lite, console, hooks, kernel, namespaces, process, rootfs
 from .errors import ProcessError, RuntimeSpecError
 
 TYPE_CHECKING = False
@@ -85,6 +86,7 @@ class Plan:
     no_pivot: bool
     seccomp: Filter | None = None  # built by the runtime, loaded by the init
     mount_fds: dict[int, int] = field(default_factory=dict)  # idmapped trees by mount index
+    console: _socket.socket | None = None  # connected to the console socket (terminal)
 
 
 def close_fds_except(keep: set[int]) -> None:
@@ -106,6 +108,7 @@ def stage1_main(plan: Plan) -> None:
             plan.channel.sock.fileno(),
             *plan.namespace_fds.values(),
             *plan.mount_fds.values(),
+            *([plan.console.fileno()] if plan.console is not None else []),
         }
         if plan.stdio is not None:
             for target, fd in enumerate(plan.stdio):
@@ -181,6 +184,7 @@ def init_main(plan: Plan) -> None:
             ),
             no_pivot=plan.no_pivot,
             mount_fds=plan.mount_fds,
+            after_pivot=None if plan.console is None else lambda: _setup_console(plan),
         )
         for fd in plan.mount_fds.values():
             os.close(fd)
@@ -191,19 +195,27 @@ def init_main(plan: Plan) -> None:
         env = process.environment(config.process)
         process.apply_scheduling(config.process, config.personality)
         nnp = config.process.no_new_privileges
+        held = process.held_capabilities()
         if plan.seccomp is not None and not nnp:
             # without no_new_privs loading needs CAP_SYS_ADMIN: before it is dropped (runc)
             _load_seccomp(plan)
-        process.finalize(config.process)
+        warnings = process.finalize(config.process, held)
         if plan.seccomp is not None and nnp:
             # as late as the hand-off allows: few system calls of ours come after it (runc)
             _load_seccomp(plan)
-        channel.send("ready")
+        channel.send("ready", warnings=warnings)
         channel.sock.close()
     except BaseException as exc:
         channel.send_error(exc)
         os._exit(INIT_FAILED)
     _wait_for_start_and_exec(plan, env, state)
+
+
+def _setup_console(plan: Plan) -> None:
+    """The pty, /dev/console and the hand-off of the master (see ``console``)."""
+    assert plan.console is not None
+    console.setup(plan.console, plan.config.process.console_size)
+    plan.console = None
 
 
 def _load_seccomp(plan: Plan) -> None:

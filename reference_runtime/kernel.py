@@ -287,6 +287,22 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _syscall(_SYS_CAPSET, ctypes.byref(header), data, what="capset")
 
 
+def capget() -> tuple[int, int, int]:
+    """capget(2) of the calling thread: (effective, permitted, inheritable) as 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _syscall(_SYS_CAPGET, ctypes.byref(header), data, what="capget")
+    return (
+        data[0].effective | data[1].effective << 32,
+        data[0].permitted | data[1].permitted << 32,
+        data[0].inheritable | data[1].inheritable << 32,
+    )
+
+
+def capbset_read(cap: int) -> bool:
+    return prctl(PR_CAPBSET_READ, cap) == 1
+
+
 def capbset_drop(cap: int) -> None:
     prctl(PR_CAPBSET_DROP, cap)
 

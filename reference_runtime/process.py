@@ -80,12 +80,31 @@ def apply_scheduling(process: Process, persona: int | None) -> None:
         ) from None
 
 
-def finalize(process: Process) -> None:
-    """Drop to the configured user and capabilities (in the container process)."""
+def held_capabilities() -> tuple[int, int]:
+    """(bounding, permitted) of the calling process: what it can grant (see ``finalize``)."""
+    __tracebackhide__ = True
+    try:
+        bounding = sum(
+            1 << cap for cap in range(capabilities.last_cap() + 1) if kernel.capbset_read(cap)
+        )
+        return bounding, kernel.capget()[1]
+    except OSError as exc:
+        raise ProcessError(f"cannot read the runtime's own capabilities: {exc.strerror}") from None
+
+
+def finalize(process: Process, held: tuple[int, int] | None = None) -> list[str]:
+    """Drop to the configured user and capabilities (in the container process).
+
+    ``held`` is ``held_capabilities()``, read before a seccomp filter was loaded: the
+    capabilities it lacks are skipped, each with a warning (returned), as config.md
+    asks; without it they fail capset(2)."""
     __tracebackhide__ = True
     user = process.user
     os.umask(user.umask if user.umask is not None else 0o022)
     caps = process.capabilities
+    warnings: list[str] = []
+    if caps is not None and held is not None:
+        caps = capabilities.grantable(caps, held[0], held[1], warnings)
     try:
         if caps is not None:
             last = capabilities.last_cap()
@@ -102,9 +121,8 @@ def finalize(process: Process) -> None:
             kernel.capset(caps.effective, caps.permitted, caps.inheritable)
             kernel.ambient_clear()
             # The kernel raises an ambient capability only if it is also permitted and
-            # inheritable. runc skips the ones it cannot raise with a warning rather
-            # than failing; so do we, since runc's own default spec lists ambient
-            # capabilities without inheritable ones.
+            # inheritable (``grantable`` warned about the others). runc skips them too,
+            # since its own default spec lists ambient capabilities without inheritable.
             raisable = caps.ambient & caps.permitted & caps.inheritable
             for cap in range(64):
                 if raisable >> cap & 1:
@@ -118,6 +136,7 @@ def finalize(process: Process) -> None:
         elif exc.errno == errno.EPERM and caps is not None:
             hint = " (ambient and inheritable capabilities must also be permitted)"
         raise ProcessError(f"cannot set the process's credentials: {exc.strerror}{hint}") from None
+    return warnings
 
 
 def environment(process: Process) -> dict[str, str]:

@@ -530,8 +530,12 @@ def prepare(
     create_container_hooks: Callable[[], None],
     no_pivot: bool = False,
     mount_fds: dict[int, int] | None = None,
+    after_pivot: Callable[[], None] | None = None,
 ) -> None:
-    """Build the container's filesystem view and enter it (runs in the container init)."""
+    """Build the container's filesystem view and enter it (runs in the container init).
+
+    ``after_pivot`` runs inside the new root before paths are masked or made read-only
+    (the console is set up there, as runc does)."""
     root = config.root_path
     propagation = PROPAGATION.get(
         config.rootfs_propagation or "rslave", kernel.MS_SLAVE | kernel.MS_REC
@@ -552,6 +556,8 @@ def prepare(
     pivot(root, no_pivot)
     if propagation not in (kernel.MS_SLAVE | kernel.MS_REC,):
         _mount(None, "/", None, propagation)
+    if after_pivot is not None:
+        after_pivot()
     mask_paths(config.masked_paths)
     readonly_paths(config.readonly_paths)
     if config.root_readonly:

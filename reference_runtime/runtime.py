@@ -45,11 +45,21 @@ class Runtime:
         *,
         pid_file: str | os.PathLike[str] | None = None,
         stdio: tuple[int, int, int] | None = None,
+        console_socket: str | os.PathLike[str] | None = None,
     ) -> State:
         """Create the container; its process waits for ``start``. ``stdio`` are the
-        descriptors the container gets as 0, 1 and 2 (default: the caller's)."""
+        descriptors the container gets as 0, 1 and 2 (default: the caller's).
+
+        ``process.terminal`` needs ``console_socket``, the path of a listening AF_UNIX
+        stream socket: the pty master is sent there (SCM_RIGHTS) before this returns."""
         return _create.create(
-            self.store, container_id, bundle, pid_file=pid_file, stdio=stdio, no_pivot=self.no_pivot
+            self.store,
+            container_id,
+            bundle,
+            pid_file=pid_file,
+            stdio=stdio,
+            no_pivot=self.no_pivot,
+            console_socket=console_socket,
         )
 
     def start(self, container_id: str) -> list[str]:
@@ -88,10 +98,19 @@ class Runtime:
         cwd: str | None = None,
         user: tuple[int, int] | None = None,
         stdio: tuple[int, int, int] | None = None,
+        console_socket: str | os.PathLike[str] | None = None,
     ) -> int:
-        """Run ``args`` inside the container; returns its exit status."""
+        """Run ``args`` inside the container; returns its exit status. With
+        ``console_socket`` it runs on a new pty whose master is sent there."""
         return _exec.exec_in(
-            self.store, container_id, args, env=env, cwd=cwd, user=user, stdio=stdio
+            self.store,
+            container_id,
+            args,
+            env=env,
+            cwd=cwd,
+            user=user,
+            stdio=stdio,
+            console_socket=console_socket,
         )
 
     def wait(self, container_id: str, timeout: float | None = None) -> int:
@@ -133,9 +152,10 @@ class Runtime:
         bundle: str | os.PathLike[str],
         *,
         stdio: tuple[int, int, int] | None = None,
+        console_socket: str | os.PathLike[str] | None = None,
     ) -> int:
         """create + start + wait + delete, as ``runc run``; returns the exit status."""
-        self.create(container_id, bundle, stdio=stdio)
+        self.create(container_id, bundle, stdio=stdio, console_socket=console_socket)
         try:
             self.start(container_id)
             return self.wait(container_id)

@@ -1,8 +1,9 @@
 """The default OCI configuration written by ``reference-runtime spec``.
 
 Shaped like ``runc spec``'s output so that the same bundle runs under runc, crun and
-this runtime; the differences are ``terminal: false`` (this runtime has no console
-socket) and the hostname.
+this runtime; the differences are ``terminal: false`` (a terminal needs a console
+socket, ``create --console-socket``, which most callers of a bundle do not have) and
+the hostname.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference_runtime import _lite, cli
-from reference_runtime.config import parse_config, validate_id
-from reference_runtime.errors import ConfigError, InvalidIDError, RootfsError, UnsupportedError
+from reference_runtime.config import ConsoleSize, parse_config, validate_id
+from reference_runtime.errors import ConfigError, InvalidIDError, RootfsError
 from reference_runtime.rootfs import parse_options, resolve_in_root
 from reference_runtime.spec import default_spec
 from reference_runtime.state import State, Status
@@ -174,9 +174,30 @@ def test_invalid_seccomp(bundle_dir, seccomp, message):
         parse_config(_edit("linux.seccomp", seccomp), str(bundle_dir))
 
 
-def test_terminal_is_unsupported(bundle_dir):
-    with pytest.raises(UnsupportedError, match="terminal"):
-        parse_config(_edit("process.terminal", True), str(bundle_dir))
+def test_terminal_and_console_size_are_parsed(bundle_dir):
+    config = _edit("process.terminal", True)
+    config["process"]["consoleSize"] = {"height": 24, "width": 80}
+    process = parse_config(config, str(bundle_dir)).process
+    assert process.terminal and process.console_size == ConsoleSize(height=24, width=80)
+
+
+def test_console_size_is_ignored_without_a_terminal(bundle_dir):
+    config = _edit("process.consoleSize", {"height": 24, "width": 80})
+    assert parse_config(config, str(bundle_dir)).process.console_size is None
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        ({"height": -1, "width": 80}, "consoleSize.height = -1 is out of range"),
+        ({"height": 24}, "consoleSize.width must be an integer"),
+        ({"height": 24, "width": 70000}, "consoleSize.width = 70000 is out of range"),
+        ([24, 80], "consoleSize must be an object"),
+    ],
+)
+def test_invalid_console_size(bundle_dir, size, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_edit("process.consoleSize", size), str(bundle_dir))
 
 
 @pytest.mark.parametrize("good", ["a", "A-b_c.d+e", "x" * 255, "0"])

@@ -10,10 +10,12 @@ import ctypes
 import errno
 import fcntl
 import json
+import os
 import select
 import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -249,3 +251,60 @@ def test_notify_hands_over_a_working_listener(
         assert "not-made" in text, text
     finally:
         runtime.delete(cid, force=True)
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["noNewPrivileges", "privileged-load"])
+def test_exec_processes_get_the_container_filter(
+    runtime: Runtime, container_id, busybox_bundle, output, nnp
+):
+    """As runc does: a process exec'd into the container runs under its seccomp filter."""
+    rule = {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EMLINK}
+    bundle = busybox_bundle(["sleep", "600"], edit=both(profile(rule), no_new_privileges(nnp)))
+    out = output()
+    cid = container_id()
+    runtime.create(cid, bundle)
+    try:
+        runtime.start(cid)
+        script = "grep '^Seccomp:' /proc/self/status; mkdir /dev/shm/d || echo refused"
+        assert runtime.exec(cid, ["sh", "-c", script], stdio=out.stdio) == 0
+    finally:
+        runtime.delete(cid, force=True)
+    text = out.read()
+    assert "Seccomp:\t2" in text and "Too many links" in text and "refused" in text, text
+
+
+def test_exec_hands_its_listener_to_listener_path(
+    runtime: Runtime, container_id, busybox_bundle, output, listener
+):
+    """With SCMP_ACT_NOTIFY the exec'd process's listener goes to listenerPath too, with
+    its own host PID."""
+    server, path = listener
+    edit = profile(
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}, listenerPath=str(path)
+    )
+    bundle = busybox_bundle(["sleep", "600"], edit=edit)
+    out = output()
+    cid = container_id()
+    state = runtime.create(cid, bundle)
+    try:
+        _, init_fds = _receive_state(server)
+        for fd in init_fds:
+            os.close(fd)
+        runtime.start(cid)
+        codes: list[int] = []
+        script = "mkdir /dev/shm/d; echo rc=$?"
+        worker = threading.Thread(
+            target=lambda: codes.append(runtime.exec(cid, ["sh", "-c", script], stdio=out.stdio))
+        )
+        worker.start()
+        document, fds = _receive_state(server)
+        assert document["pid"] != state.pid and document["state"]["id"] == cid, document
+        nr = _answer_one(fds[0], errno.EXDEV)
+        assert nr in (syscall_number("mkdir"), syscall_number("mkdirat")), nr
+        worker.join(WAIT)
+        for fd in fds:
+            os.close(fd)
+    finally:
+        runtime.delete(cid, force=True)
+    assert codes == [0]
+    assert "Invalid cross-device link" in out.read()
