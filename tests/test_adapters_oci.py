@@ -7,9 +7,11 @@ does, so a change shows up here first.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +28,8 @@ from pytest_containers.adapters import (
     bundle_config,
     open_adapter,
     require,
+    terminal_of,
+    warnings_of,
 )
 from pytest_containers.adapters.monitor import hybrid_cgroup2_mounts
 from pytest_containers.errors import (
@@ -251,3 +255,74 @@ def test_unsupported_features_say_why(tmp_path: Path) -> None:
     finally:
         runsc.close()
         runc.close()
+
+
+def _terminal_bundle(make: Callable[..., Path], script: str, **process: Any) -> Path:
+    path = make(["sh", "-c", script])
+    config_file = path / "config.json"
+    config = json.loads(config_file.read_text())
+    config["process"].update(terminal=True, **process)
+    config_file.write_text(json.dumps(config))
+    return path
+
+
+def test_terminal_through_the_console_socket(
+    adapter: OciAdapter, make: Callable[..., Path]
+) -> None:
+    """create --console-socket: the adapter holds the master; output and input go
+    through it; delete closes it; run copies the terminal's output to stdout."""
+    bundle = _terminal_bundle(
+        make,
+        "[ -t 1 ] && echo tty-out; read -r x; echo typed=$x",
+        consoleSize={"height": 9, "width": 42},
+    )
+    adapter.create("pc-tty", bundle)
+    terminal = terminal_of(adapter, "pc-tty")
+    adapter.start("pc-tty")
+    terminal.write("abc\n")
+    assert "typed=abc" in terminal.read_until("typed=abc", 30)
+    assert "tty-out" in terminal.text()
+    assert adapter.wait("pc-tty", 30) == 0
+    adapter.delete("pc-tty")
+    assert terminal.fd == -1, "delete did not close the master"
+    with tempfile.TemporaryFile() as out, open(os.devnull, "rb") as null:
+        stdio = (null.fileno(), out.fileno(), out.fileno())
+        code = adapter.run("pc-tty-run", _terminal_bundle(make, "echo ran; exit 4"), stdio=stdio)
+        out.seek(0)
+        assert (code, b"ran" in out.read()) == (4, True)
+
+
+def test_terminal_of_a_container_without_one(
+    adapter: OciAdapter, make: Callable[..., Path]
+) -> None:
+    adapter.create("pc-notty", make(["sleep", "60"]))
+    try:
+        with pytest.raises(RuntimeCommandError, match=r"not created with process\.terminal"):
+            terminal_of(adapter, "pc-notty")
+    finally:
+        adapter.delete("pc-notty", force=True)
+
+
+def test_warnings_of_the_last_command(adapter: OciAdapter, make: Callable[..., Path]) -> None:
+    """runc logs an unknown capability as a warning at create; the next command has none
+    of its own. crun 1.8 logs nothing (ignores the name), runsc refuses it."""
+    path = make(["true"])
+    config = json.loads((path / "config.json").read_text())
+    for kind in ("bounding", "effective", "permitted"):
+        config["process"]["capabilities"][kind].append("CAP_PC_NO_SUCH")
+    (path / "config.json").write_text(json.dumps(config))
+    name = os.path.basename(adapter.binary)
+    if name == "runsc":
+        with pytest.raises(RuntimeCommandError, match="unknown capability"):
+            adapter.create("pc-warn", path)
+        return
+    adapter.create("pc-warn", path)
+    try:
+        created = warnings_of(adapter)
+        adapter.state("pc-warn")
+        after = warnings_of(adapter)
+    finally:
+        adapter.delete("pc-warn", force=True)
+    expected = ["CAP_PC_NO_SUCH"] if name == "runc" else []
+    assert [w for w in expected if any(w in line for line in created)] == expected, created
+    assert after == []

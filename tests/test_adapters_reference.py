@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from pytest_containers.adapters import (
     RuntimeAdapter,
     bundle_config,
     open_adapter,
+    terminal_of,
+    warnings_of,
 )
 from pytest_containers.errors import ContainerNotFoundError, RuntimeCommandError
 from reference_runtime.rootfs_builder import make_bundle
@@ -143,3 +147,58 @@ def test_errors_are_the_plugins(adapter: RuntimeAdapter, make: Callable[..., Pat
         adapter.kill("nosuch", "NOTASIGNAL")
     with pytest.raises(RuntimeCommandError, match="ConfigError"):
         adapter.create("bad", make(["true"], hostname="x" * 300))
+
+
+def _edited(path: Path, **process: Any) -> Path:
+    config = json.loads((path / "config.json").read_text())
+    config["process"].update(process)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def test_terminal_through_the_console_socket(
+    adapter: RuntimeAdapter, make: Callable[..., Path]
+) -> None:
+    script = 'stty size; read -r x; echo "typed=$x"'
+    bundle = _edited(
+        make(["sh", "-c", script]), terminal=True, consoleSize={"height": 7, "width": 50}
+    )
+    adapter.create("pc-tty", bundle)
+    terminal = terminal_of(adapter, "pc-tty")
+    adapter.start("pc-tty")
+    terminal.write("xyz\n")
+    text = terminal.read_until("typed=xyz", 30)
+    assert "7 50" in text
+    assert adapter.wait("pc-tty", 30) == 0
+    adapter.delete("pc-tty")
+    assert terminal.fd == -1, "delete did not close the master"
+    with tempfile.TemporaryFile() as out, open(os.devnull, "rb") as null:
+        bundle = _edited(make(["sh", "-c", "echo ran; exit 6"]), terminal=True)
+        code = adapter.run("pc-run", bundle, stdio=(null.fileno(), out.fileno(), out.fileno()))
+        out.seek(0)
+        assert (code, out.read().replace(b"\r", b"")) == (6, b"ran\n")
+
+
+def test_capabilities_that_cannot_be_granted_are_warnings(
+    adapter: RuntimeAdapter, make: Callable[..., Path]
+) -> None:
+    """An unknown name and one the runtime lacks (CAP_SYS_RESOURCE is outside this VM's
+    bounding set; another kernel may hold it) are skipped, each with a warning."""
+    caps = ["CAP_KILL", "CAP_PC_NO_SUCH", "CAP_SYS_RESOURCE"]
+    bundle = _edited(
+        make(["true"]),
+        capabilities={k: caps for k in ("bounding", "effective", "permitted", "ambient")},
+    )
+    adapter.create("pc-caps", bundle)
+    try:
+        warnings = warnings_of(adapter)
+        adapter.start("pc-caps")
+        assert adapter.wait("pc-caps", 30) == 0
+    finally:
+        adapter.delete("pc-caps", force=True)
+    assert any("CAP_PC_NO_SUCH" in w for w in warnings), warnings
+    with open("/proc/self/status") as f:
+        bounding = int(next(line for line in f if line.startswith("CapBnd:")).split()[1], 16)
+    if not bounding >> 24 & 1:
+        assert any("CAP_SYS_RESOURCE cannot be granted" in w for w in warnings), warnings
+    assert any("ambient: CAP_KILL is not also permitted and inheritable" in w for w in warnings)

@@ -20,6 +20,19 @@ Who releases what:
 Errors: ``ContainerNotFoundError`` (no such container), ``RuntimeCommandError`` (the
 runtime refused or failed; the message quotes the runtime), ``NotApplicableError``
 (the runtime cannot express the request), ``TimeoutError`` from ``wait``.
+
+Terminals and warnings (``TerminalAdapter``, ``WarningsAdapter``; reach them through
+``terminal_of`` and ``warnings_of``, which answer ``NotApplicableError`` for an
+adapter without them):
+
+- A bundle whose config.json says ``process.terminal: true`` is created with a console
+  socket (runc's ``--console-socket``): the adapter receives the pty master before
+  ``create`` returns and keeps it; ``terminal(id)`` hands it out as a ``Terminal``
+  (read what the container wrote to its terminal, write its input). The container's
+  stdio are then the pty, and the ``stdio`` given to ``create`` are not used; ``run``
+  copies the terminal's output to ``stdio[1]``. The master is closed by ``delete``.
+- ``warnings()`` are the messages the runtime logged at level "warning" during the
+  adapter's last verb (``create``, ``start``, ...), in order; empty when it logged none.
 """
 
 from __future__ import annotations
@@ -27,9 +40,12 @@ from __future__ import annotations
 import os
 import signal as _signal
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from ..errors import NotApplicableError
+
+if TYPE_CHECKING:
+    from .console import Terminal
 
 Stdio = tuple[int, int, int]
 """File descriptors for the container's stdin, stdout and stderr."""
@@ -45,6 +61,8 @@ JOIN_NAMESPACE_PATH = "join-namespace-path"
 USER_NAMESPACE = "user-namespace"
 STDIO = "stdio"
 EXIT_STATUS = "exit-status"
+TERMINAL = "terminal"
+RUNTIME_WARNINGS = "runtime-warnings"
 
 FEATURES: dict[str, str] = {
     CREATED_PROCESS: "a created container's process exists and waits for start (it has a PID)",
@@ -55,6 +73,8 @@ FEATURES: dict[str, str] = {
     USER_NAMESPACE: "a user namespace with the config's uid and gid mappings",
     STDIO: "the container's stdin, stdout and stderr are the descriptors given to create",
     EXIT_STATUS: "wait() returns the exit status of a container made by create",
+    TERMINAL: "process.terminal: the container's stdio are a pty whose master the caller gets",
+    RUNTIME_WARNINGS: "the warnings the runtime logged during a verb can be read",
 }
 
 
@@ -144,6 +164,45 @@ class RuntimeAdapter(Protocol):
     def close(self) -> None:
         """Release the adapter's own resources (not the containers). Safe to call twice."""
         ...
+
+
+@runtime_checkable
+class TerminalAdapter(Protocol):
+    """An adapter that creates containers with ``process.terminal`` (see the module doc)."""
+
+    def terminal(self, container_id: str) -> Terminal:
+        """The terminal of a container created with ``process.terminal`` (owned by the
+        adapter until ``delete``); ``RuntimeCommandError`` if it was made without one."""
+        ...
+
+
+@runtime_checkable
+class WarningsAdapter(Protocol):
+    """An adapter that reads the runtime's own log (see the module doc)."""
+
+    def warnings(self) -> list[str]:
+        """The warnings the runtime logged during the adapter's last verb."""
+        ...
+
+
+def terminal_of(adapter: RuntimeAdapter, container_id: str) -> Terminal:
+    """``adapter.terminal(id)``; ``NotApplicableError`` if the adapter has no terminals."""
+    __tracebackhide__ = True
+    require(adapter, TERMINAL)
+    if not isinstance(adapter, TerminalAdapter):
+        raise NotApplicableError(TERMINAL, f"{adapter.name}: the adapter has no console socket")
+    return adapter.terminal(container_id)
+
+
+def warnings_of(adapter: RuntimeAdapter) -> list[str]:
+    """``adapter.warnings()``; ``NotApplicableError`` if the adapter cannot read them."""
+    __tracebackhide__ = True
+    require(adapter, RUNTIME_WARNINGS)
+    if not isinstance(adapter, WarningsAdapter):
+        raise NotApplicableError(
+            RUNTIME_WARNINGS, f"{adapter.name}: the adapter does not read the runtime's log"
+        )
+    return adapter.warnings()
 
 
 def require(adapter: RuntimeAdapter, feature: str) -> None:

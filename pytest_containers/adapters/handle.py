@@ -1,5 +1,5 @@
 """``Container``: one container made through an adapter, as the ``container`` fixture
-hands it to a test, with its stdout and stderr in files."""
+hands it to a test, with its stdout and stderr in files (or its ``terminal``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import ExecResult, RuntimeAdapter
+from .base import ExecResult, RuntimeAdapter, terminal_of, warnings_of
+from .console import Terminal
 
 
 @dataclass
@@ -80,6 +81,16 @@ class Container:
     def wait(self, timeout: float | None = None) -> int:
         """Its exit status once it has exited (128+N for signal N)."""
         return self.adapter.wait(self.id, timeout)
+
+    @property
+    def terminal(self) -> Terminal:
+        """Its terminal, when its config has ``process.terminal`` (``NotApplicableError``
+        where the adapter has none): what it wrote there, and its input."""
+        return terminal_of(self.adapter, self.id)
+
+    def warnings(self) -> list[str]:
+        """What the runtime logged as warnings during the adapter's last verb."""
+        return warnings_of(self.adapter)
 
     def stdout(self) -> str:
         """What it wrote to stdout so far (docker: once it has exited and been waited for)."""

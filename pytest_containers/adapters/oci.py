@@ -4,9 +4,11 @@ Every verb is one command: ``BIN --root R --log L --log-format json VERB ...`` w
 ``create --bundle B --pid-file F ID``, ``start ID``, ``state ID``, ``kill ID SIG``,
 ``delete [--force] ID``, ``exec [--env K=V] [--cwd D] ID ARGV...``, ``run --bundle B ID``.
 Each command gets its own log file; when it fails, the ``error`` entries of that log
-(else its stderr) are the message of the exception. Output goes to files, never to
-pipes: a detached ``create`` hands its descriptors to the container, and a pipe would
-never reach EOF while it runs.
+(else its stderr) are the message of the exception, and its ``warning`` entries are
+what ``warnings()`` returns. A bundle with ``process.terminal`` is created with
+``--console-socket`` on a socket the adapter listens on (see ``console``). Output goes
+to files, never to pipes: a detached ``create`` hands its descriptors to the
+container, and a pipe would never reach EOF while it runs.
 
 What the adapter knows about particular runtimes (by the binary's name):
 
@@ -39,6 +41,7 @@ from ..errors import (
     RuntimeUnavailableError,
 )
 from .base import EXIT_STATUS, HOST_KERNEL, HOST_PID, ExecResult, Stdio, signal_number
+from .console import ConsoleSocket, Terminal, Terminals, run_on_terminal, wants_terminal
 from .monitor import Monitor, hybrid_cgroup2_mounts
 
 COMMAND_TIMEOUT = 60.0
@@ -109,6 +112,8 @@ class OciAdapter:
         self._bundles: dict[str, str] = {}
         self._calls = 0
         self._null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self._terminals = Terminals()
+        self._warnings: list[str] = []
 
     @classmethod
     def for_binary(
@@ -172,8 +177,10 @@ class OciAdapter:
         return proc.returncode, stdout, stderr
 
     def _logged_errors(self, log: Path) -> str:
-        """The ``error``/``fatal`` messages of one command's JSON log, then remove it."""
+        """The ``error``/``fatal`` messages of one command's JSON log, then remove it;
+        its ``warning`` messages become ``warnings()``."""
         messages = []
+        self._warnings = []
         try:
             lines = log.read_text(errors="replace").splitlines()
             log.unlink()
@@ -185,9 +192,20 @@ class OciAdapter:
             except ValueError:
                 messages.append(line.strip())
                 continue
-            if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+            if not isinstance(entry, dict):
+                continue
+            level = entry.get("level")
+            if level in ("error", "fatal"):
                 messages.append(str(entry.get("msg", "")).strip())
+            elif level in ("warning", "warn"):
+                self._warnings.append(str(entry.get("msg", "")).strip())
         return "; ".join(m for m in messages if m)
+
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
+
+    def terminal(self, container_id: str) -> Terminal:
+        return self._terminals.get(container_id)
 
     def _raise(self, verb: str, container_id: str, message: str) -> None:
         __tracebackhide__ = True
@@ -216,23 +234,46 @@ class OciAdapter:
         exit_file = log.with_suffix(".exit")
         # absolute: runsc records the bundle exactly as given
         argv = self._argv(log, "create", "--bundle", os.path.abspath(bundle))
+        console = ConsoleSocket() if wants_terminal(bundle) else None
+        if console is not None:
+            argv += ["--console-socket", console.path]
         argv += ["--pid-file", str(pid_file), container_id]
-        monitor, rc, error = Monitor.spawn(
-            argv,
-            stdio or (self._null, self._null, self._null),
-            pid_file=pid_file,
-            exit_file=exit_file,
-            hide_mounts=self.hide_mounts,
-        )
-        logged = self._logged_errors(log)
-        if rc != 0 or error:
-            with contextlib.suppress(FileNotFoundError):  # never written
-                pid_file.unlink()
-            self._raise("create", container_id, error or logged or f"exit {rc}")
-        pid_file.unlink()
-        self._exits.pop(container_id, None)
-        self._monitors[container_id] = monitor
-        self._bundles[container_id] = os.path.abspath(bundle)
+        try:
+            monitor, rc, error = Monitor.spawn(
+                argv,
+                stdio or (self._null, self._null, self._null),
+                pid_file=pid_file,
+                exit_file=exit_file,
+                hide_mounts=self.hide_mounts,
+            )
+            logged = self._logged_errors(log)
+            warnings = self._warnings
+            if rc != 0 or error:
+                with contextlib.suppress(FileNotFoundError):  # never written
+                    pid_file.unlink()
+                self._raise("create", container_id, error or logged or f"exit {rc}")
+            pid_file.unlink()
+            self._exits.pop(container_id, None)
+            self._monitors[container_id] = monitor
+            self._bundles[container_id] = os.path.abspath(bundle)
+            if console is not None:
+                self._terminals.add(container_id, self._receive(console, container_id))
+            self._warnings = warnings
+        finally:
+            if console is not None:
+                console.close()
+
+    def _receive(self, console: ConsoleSocket, container_id: str) -> int:
+        """The pty master the runtime sent during create; else the container is deleted."""
+        __tracebackhide__ = True
+        try:
+            return console.receive()
+        except TimeoutError as exc:
+            with contextlib.suppress(ContainerNotFoundError):  # it is gone already
+                self.delete(container_id, force=True)
+            raise RuntimeCommandError(
+                "create", container_id, f"{self.name}: --console-socket: {exc}"
+            ) from None
 
     def start(self, container_id: str) -> None:
         self._command("start", container_id, container_id)
@@ -262,6 +303,7 @@ class OciAdapter:
 
     def _forget(self, container_id: str) -> None:
         self._bundles.pop(container_id, None)
+        self._terminals.drop(container_id)
         monitor = self._monitors.pop(container_id, None)
         if monitor is not None:
             monitor.stop()
@@ -289,6 +331,8 @@ class OciAdapter:
     def run(
         self, container_id: str, bundle: str | os.PathLike[str], *, stdio: Stdio | None = None
     ) -> int:
+        if wants_terminal(bundle):
+            return run_on_terminal(self, container_id, bundle, stdio)
         log = self._log_path("run")
         argv = self._argv(log, "run", "--bundle", os.path.abspath(bundle), container_id)
         stdio = stdio or (self._null, self._null, self._null)
@@ -381,6 +425,7 @@ class OciAdapter:
         return status
 
     def close(self) -> None:
+        self._terminals.close()
         for monitor in self._monitors.values():
             monitor.reap(timeout=0)  # the monitors of live containers end with them
         self._monitors.clear()

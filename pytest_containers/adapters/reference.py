@@ -18,6 +18,7 @@ import reference_runtime as rr
 
 from ..errors import ContainerNotFoundError, RuntimeCommandError
 from .base import ExecResult, Stdio, signal_number
+from .console import ConsoleSocket, Terminal, Terminals, run_on_terminal, wants_terminal
 
 NAME = "reference"
 
@@ -43,6 +44,8 @@ class ReferenceAdapter:
         self.runtime = rr.Runtime(root)
         self.root = self.runtime.root
         self._null = -1
+        self._terminals = Terminals()
+        self._warnings: list[str] = []
 
     def __repr__(self) -> str:
         return f"ReferenceAdapter(root={self.root!r})"
@@ -64,12 +67,34 @@ class ReferenceAdapter:
     def create(
         self, container_id: str, bundle: str | os.PathLike[str], *, stdio: Stdio | None = None
     ) -> None:
-        with _translated("create", container_id):
-            self.runtime.create(container_id, bundle, stdio=self._stdio(stdio))
+        self._warnings = []
+        if not wants_terminal(bundle):
+            with _translated("create", container_id):
+                state = self.runtime.create(container_id, bundle, stdio=self._stdio(stdio))
+            self._warnings = list(state.warnings)
+            return
+        with ConsoleSocket() as console, _translated("create", container_id):
+            state = self.runtime.create(
+                container_id, bundle, stdio=self._stdio(stdio), console_socket=console.path
+            )
+            try:
+                master = console.receive()
+            except TimeoutError as exc:
+                self.runtime.delete(container_id, force=True)
+                raise RuntimeCommandError("create", container_id, str(exc)) from None
+        self._terminals.add(container_id, master)
+        self._warnings = list(state.warnings)
+
+    def terminal(self, container_id: str) -> Terminal:
+        return self._terminals.get(container_id)
+
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
 
     def start(self, container_id: str) -> None:
+        self._warnings = []
         with _translated("start", container_id):
-            self.runtime.start(container_id)
+            self._warnings = self.runtime.start(container_id)
 
     def state(self, container_id: str) -> dict[str, Any]:
         with _translated("state", container_id):
@@ -81,12 +106,21 @@ class ReferenceAdapter:
             self.runtime.kill(container_id, number)
 
     def delete(self, container_id: str, force: bool = False) -> None:
-        with _translated("delete", container_id):
-            self.runtime.delete(container_id, force=force)
+        self._warnings = []
+        try:
+            with _translated("delete", container_id):
+                self._warnings = self.runtime.delete(container_id, force=force)
+        except ContainerNotFoundError:
+            self._terminals.drop(container_id)
+            raise
+        self._terminals.drop(container_id)
 
     def run(
         self, container_id: str, bundle: str | os.PathLike[str], *, stdio: Stdio | None = None
     ) -> int:
+        if wants_terminal(bundle):
+            return run_on_terminal(self, container_id, bundle, stdio)
+        self._warnings = []
         with _translated("run", container_id):
             return self.runtime.run(container_id, bundle, stdio=self._stdio(stdio))
 
@@ -123,6 +157,7 @@ class ReferenceAdapter:
             return self.runtime.wait(container_id, timeout)
 
     def close(self) -> None:
+        self._terminals.close()
         if self._null >= 0:
             os.close(self._null)
             self._null = -1
