@@ -1,11 +1,12 @@
 """The reference OCI runtime.
 
 Layers, bottom up: ``kernel`` (every system call that touches the host) and
-``libseccomp`` (the system's libseccomp through ctypes), ``errors``; ``config``/``spec``
-(the bundle), ``state`` (status machine and state.json), ``cgroups``, ``namespaces``,
-``rootfs``, ``process``, ``seccomp``, ``hooks``; ``init`` (the forked processes); one
-module per verb (``create``, ``start``, ``kill``, ``delete``, ``exec_in``);
-``runtime`` (the library API) and ``cli`` on top.
+``libseccomp`` (the system's libseccomp through ctypes), ``errors``; ``fields``,
+``seccomp_config``, ``config``/``spec`` (the bundle), ``state`` (status machine and
+state.json), ``cgroups``, ``namespaces``, ``rootfs``, ``process``, ``seccomp``,
+``console``, ``hooks``; ``init`` (the forked processes); one module per verb
+(``create``, ``start``, ``kill``, ``delete``, ``exec_in``); ``runtime`` (the library
+API) and ``cli`` on top.
 """
 
 from .errors import (

@@ -11,6 +11,15 @@ import os
 
 from . import _lite, capabilities
 from .errors import ConfigError
+from .fields import abs_list as _abs_list
+from .fields import boolean as _bool
+from .fields import integer as _int
+from .fields import list_of as _list
+from .fields import obj as _obj
+from .fields import opt_string as _opt_str
+from .fields import str_list as _str_list
+from .fields import string as _str
+from .seccomp_config import Seccomp, parse_seccomp
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -199,69 +208,6 @@ class Device:
     gid: int | None = None
 
 
-# linux.seccomp: the names of config-linux.md "Seccomp" (those of libseccomp's seccomp.h)
-SECCOMP_ACTIONS = (
-    "SCMP_ACT_KILL",
-    "SCMP_ACT_KILL_PROCESS",
-    "SCMP_ACT_KILL_THREAD",
-    "SCMP_ACT_TRAP",
-    "SCMP_ACT_ERRNO",
-    "SCMP_ACT_TRACE",
-    "SCMP_ACT_ALLOW",
-    "SCMP_ACT_LOG",
-    "SCMP_ACT_NOTIFY",
-)
-SECCOMP_ERRNO_ACTIONS = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")  # those that take errnoRet
-SECCOMP_ARCHES = (
-    *("X86", "X86_64", "X32", "ARM", "AARCH64", "MIPS", "MIPS64", "MIPS64N32", "MIPSEL"),
-    *("MIPSEL64", "MIPSEL64N32", "PPC", "PPC64", "PPC64LE", "S390", "S390X", "PARISC"),
-    *("PARISC64", "RISCV64", "LOONGARCH64", "M68K", "SH", "SHEB"),
-)
-SECCOMP_OPS = ("NE", "LT", "LE", "EQ", "GE", "GT", "MASKED_EQ")
-SECCOMP_FLAGS = (
-    "SECCOMP_FILTER_FLAG_TSYNC",
-    "SECCOMP_FILTER_FLAG_LOG",
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
-    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-)
-# The system call that hands the listener descriptor to the runtime once the filter is
-# loaded: notifying it would wait for a listener that never gets the descriptor (runc
-# refuses SCMP_ACT_NOTIFY on write, its own hand-off, for the same reason).
-SECCOMP_HANDOFF_SYSCALLS = ("sendmsg",)
-
-
-@dataclass(frozen=True)
-class SeccompArg:
-    index: int
-    value: int
-    value_two: int
-    op: str  # without the SCMP_CMP_ prefix
-
-
-@dataclass(frozen=True)
-class SeccompRule:
-    names: tuple[str, ...]
-    action: str
-    errno_ret: int | None = None
-    args: tuple[SeccompArg, ...] = ()
-
-
-@dataclass(frozen=True)
-class Seccomp:
-    default_action: str
-    default_errno_ret: int | None = None
-    architectures: tuple[str, ...] = ()  # without the SCMP_ARCH_ prefix
-    flags: tuple[str, ...] = ()
-    listener_path: str | None = None
-    listener_metadata: str | None = None
-    syscalls: tuple[SeccompRule, ...] = ()
-
-    @property
-    def notifies(self) -> bool:
-        """Whether some rule uses SCMP_ACT_NOTIFY (so the listener gets the fd)."""
-        return any(rule.action == "SCMP_ACT_NOTIFY" for rule in self.syscalls)
-
-
 @dataclass(frozen=True)
 class Config:
     bundle: str
@@ -417,7 +363,7 @@ def parse_config(raw: Any, bundle: str) -> Config:
         rootfs_propagation=propagation,
         personality=_personality(linux.get("personality")),
         time_offsets=_time_offsets(linux.get("timeOffsets"), new_ns),
-        seccomp=_seccomp(linux.get("seccomp")),
+        seccomp=parse_seccomp(linux.get("seccomp")),
         raw=obj,
         warnings=tuple(warnings),
     )
@@ -442,69 +388,6 @@ def _is_v1(version: str) -> bool:
         and parts[0] == "1"
         # semver: decimal numbers without leading zeros
         and all(p.isdigit() and p.isascii() and (p == "0" or p[0] != "0") for p in parts[1:])
-    )
-
-
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    __tracebackhide__ = True
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be an object, got {_kind(value)}")
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    __tracebackhide__ = True
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where} must be a non-empty string, got {_kind(value)}")
-    return value
-
-
-def _opt_str(value: Any, where: str) -> str | None:
-    __tracebackhide__ = True
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigError(f"{where} must be a string, got {_kind(value)}")
-    return value
-
-
-def _bool(value: Any, where: str) -> bool:
-    __tracebackhide__ = True
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where} must be true or false, got {_kind(value)}")
-    return value
-
-
-def _int(value: Any, where: str, lo: int | None = None, hi: int | None = None) -> int:
-    __tracebackhide__ = True
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where} must be an integer, got {_kind(value)}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"{where} = {value} is out of range [{lo}, {hi}]")
-    return value
-
-
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    __tracebackhide__ = True
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be a list of strings")
-    return tuple(value)
-
-
-def _abs_list(value: Any, where: str) -> tuple[str, ...]:
-    __tracebackhide__ = True
-    paths = _str_list(value, where)
-    for path in paths:
-        if not path.startswith("/"):
-            raise ConfigError(f"{where} entry {path!r} must be an absolute path")
-    return paths
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
     )
 
 
@@ -720,13 +603,6 @@ def _personality(value: Any) -> int | None:
     return PERSONALITY_DOMAINS[domain]
 
 
-def _list(value: Any, where: str) -> list[Any]:
-    __tracebackhide__ = True
-    if not isinstance(value, list):
-        raise ConfigError(f"{where} must be a list")
-    return value
-
-
 def _capabilities(value: Any, warnings: list[str]) -> CapabilitySets:
     __tracebackhide__ = True
     caps = _obj(value, "process.capabilities")
@@ -881,95 +757,3 @@ def _sysctl(value: Any, new_ns: set[str]) -> dict[str, str]:
         if not os.path.exists("/proc/sys/" + key.replace(".", "/")):
             raise ConfigError(f"linux.sysctl {key!r} does not exist on this kernel")
     return dict(table)
-
-
-def _seccomp(value: Any) -> Seccomp | None:
-    """``linux.seccomp``; unknown syscall names are left to the filter (see ``seccomp``)."""
-    __tracebackhide__ = True
-    if value is None:
-        return None
-    where = "linux.seccomp"
-    obj = _obj(value, where)
-    default = _seccomp_action(obj.get("defaultAction"), f"{where}.defaultAction")
-    if default == "SCMP_ACT_NOTIFY":
-        raise ConfigError(
-            f"{where}.defaultAction SCMP_ACT_NOTIFY would hold up the runtime's own system "
-            "calls: notify only the syscalls the listener handles"
-        )
-    default_errno = _seccomp_errno(obj, "defaultErrnoRet", default, where)
-    arches = []
-    for name in _str_list(obj.get("architectures", []), f"{where}.architectures"):
-        if not name.startswith("SCMP_ARCH_") or name[10:] not in SECCOMP_ARCHES:
-            raise ConfigError(f"{where}.architectures: unknown architecture {name!r}")
-        arches.append(name[10:])
-    flags = _str_list(obj.get("flags", []), f"{where}.flags")
-    for flag in flags:
-        if flag not in SECCOMP_FLAGS:
-            raise ConfigError(
-                f"{where}.flags: unknown flag {flag!r} (one of {', '.join(SECCOMP_FLAGS)})"
-            )
-    listener = _opt_str(obj.get("listenerPath"), f"{where}.listenerPath") or None
-    metadata = _opt_str(obj.get("listenerMetadata"), f"{where}.listenerMetadata")
-    if metadata is not None and listener is None:
-        raise ConfigError(f"{where}.listenerMetadata is set but listenerPath is not")
-    if listener is not None and len(listener.encode()) > 107:
-        raise ConfigError(f"{where}.listenerPath is longer than a socket path can be (107)")
-    rules = tuple(
-        _seccomp_rule(item, f"{where}.syscalls[{i}]")
-        for i, item in enumerate(_list(obj.get("syscalls", []), f"{where}.syscalls"))
-    )
-    spec = Seccomp(default, default_errno, tuple(arches), flags, listener, metadata, rules)
-    if spec.notifies and listener is None:
-        raise ConfigError(f"{where} uses SCMP_ACT_NOTIFY but sets no listenerPath")
-    return spec
-
-
-def _seccomp_action(value: Any, where: str) -> str:
-    __tracebackhide__ = True
-    action = _str(value, where)
-    if action not in SECCOMP_ACTIONS:
-        raise ConfigError(f"{where} {action!r} is not one of {', '.join(SECCOMP_ACTIONS)}")
-    return action
-
-
-def _seccomp_errno(obj: dict[str, Any], key: str, action: str, where: str) -> int | None:
-    __tracebackhide__ = True
-    if obj.get(key) is None:
-        return None
-    if action not in SECCOMP_ERRNO_ACTIONS:
-        raise ConfigError(
-            f"{where}.{key} is set but {action} returns no errno "
-            f"(only {' and '.join(SECCOMP_ERRNO_ACTIONS)} do)"
-        )
-    return _int(obj[key], f"{where}.{key}", 0, 0xFFFF)
-
-
-def _seccomp_rule(value: Any, where: str) -> SeccompRule:
-    __tracebackhide__ = True
-    entry = _obj(value, where)
-    names = _str_list(entry.get("names"), f"{where}.names")
-    if not names or not all(names):
-        raise ConfigError(f"{where}.names must list at least one syscall name")
-    action = _seccomp_action(entry.get("action"), f"{where}.action")
-    if action == "SCMP_ACT_NOTIFY" and set(names) & set(SECCOMP_HANDOFF_SYSCALLS):
-        raise ConfigError(
-            f"{where}: SCMP_ACT_NOTIFY cannot apply to "
-            f"{', '.join(SECCOMP_HANDOFF_SYSCALLS)}: the runtime needs it to hand the "
-            "listener descriptor over"
-        )
-    args = []
-    for j, item in enumerate(_list(entry.get("args", []), f"{where}.args")):
-        arg = _obj(item, f"{where}.args[{j}]")
-        op = _str(arg.get("op"), f"{where}.args[{j}].op")
-        if not op.startswith("SCMP_CMP_") or op[9:] not in SECCOMP_OPS:
-            raise ConfigError(f"{where}.args[{j}].op {op!r} is not a SCMP_CMP_ operator")
-        args.append(
-            SeccompArg(
-                index=_int(arg.get("index"), f"{where}.args[{j}].index", 0, 5),
-                value=_int(arg.get("value"), f"{where}.args[{j}].value", 0, 2**64 - 1),
-                value_two=_int(arg.get("valueTwo", 0), f"{where}.args[{j}].valueTwo", 0, 2**64 - 1),
-                op=op[9:],
-            )
-        )
-    errno_ret = _seccomp_errno(entry, "errnoRet", action, where)
-    return SeccompRule(names, action, errno_ret, tuple(args))

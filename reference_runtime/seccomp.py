@@ -26,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .config import Seccomp, SeccompRule
+    from .seccomp_config import Seccomp, SeccompRule
 
 # What the init calls between loading the filter and exec'ing the program (traced on
 # x86_64): the hand-off and "ready", the start socket, the PATH lookup, execve itself.
