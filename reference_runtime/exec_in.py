@@ -23,6 +23,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from dataclasses import dataclass
+    from typing import Any
 
     from .cgroups.manager import CgroupManager
     from .config import Process
@@ -125,32 +126,42 @@ def _converse(
     err_r: int, channel: Channel, filt: Filter | None, spec_state: dict[str, object]
 ) -> bytes:
     """Until the process has exec'd or failed: its error, if any; meanwhile, with
-    SCMP_ACT_NOTIFY rules, send its seccomp listener to listenerPath (as create does)."""
+    SCMP_ACT_NOTIFY rules, send its seccomp listener to listenerPath (as create does).
+
+    Both forks write to the channel before their end of the error pipe closes, and
+    close it before: once the pipe is at EOF, the rest of the channel is read to EOF."""
     error = b""
-    pid = 0
-    pending: list[int] = []
+    found: dict[str, Any] = {"pid": 0, "fds": [], "open": True}
+
+    def take(message: dict[str, Any]) -> None:
+        found["open"] = message["t"] != "eof"
+        found["pid"] = int(message.get("pid", found["pid"]))
+        found["fds"] += message.get("fds", [])
+        if found["pid"] and found["fds"] and filt is not None:
+            from . import seccomp
+
+            fd = found["fds"].pop()
+            try:
+                seccomp.send_state(filt.spec, fd, found["pid"], spec_state)
+            finally:
+                os.close(fd)
+
     try:
         while True:
-            ready, _, _ = select.select([err_r, channel.sock.fileno()], [], [])
+            watched = [err_r, channel.sock.fileno()] if found["open"] else [err_r]
+            ready, _, _ = select.select(watched, [], [])
             if channel.sock.fileno() in ready:
-                message = channel.recv()
-                pid = int(message.get("pid", pid))
-                pending += message.get("fds", [])
-                if pid and pending and filt is not None:
-                    from . import seccomp
-
-                    fd = pending.pop()
-                    try:
-                        seccomp.send_state(filt.spec, fd, pid, spec_state)
-                    finally:
-                        os.close(fd)
+                take(channel.recv())
             if err_r in ready:
                 chunk = os.read(err_r, 4096)
                 if not chunk:
-                    return error
+                    break
                 error += chunk
+        while found["open"]:
+            take(channel.recv())
+        return error
     finally:
-        for fd in pending:
+        for fd in found["fds"]:
             os.close(fd)
 
 
@@ -202,7 +213,7 @@ def _exit_like(pid: int) -> None:
     os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
 
 
-def _enter_cgroup(manager: CgroupManager, err_w: int) -> None:
+def _enter_cgroup(manager: CgroupManager, plan: _Plan) -> None:
     """Join the container's cgroup the cheap ways (see CgroupManager.add): v1 from
     inside; v2 by continuing in a child cloned straight into it."""
     manager.join_self_v1()
@@ -213,7 +224,8 @@ def _enter_cgroup(manager: CgroupManager, err_w: int) -> None:
     child = kernel.fork_into_cgroup(fd)
     os.close(fd)
     if child != 0:
-        os.close(err_w)
+        plan.channel.sock.close()
+        os.close(plan.err_w)
         _exit_like(child)
 
 
@@ -229,7 +241,7 @@ def _child(plan: _Plan) -> None:
         keep = {0, 1, 2, err_w, plan.root_fd, plan.channel.sock.fileno(), *plan.targets.values()}
         close_fds_except(keep if plan.tty is None else keep | {plan.tty.fileno()})
         if plan.manager is not None:
-            _enter_cgroup(plan.manager, err_w)
+            _enter_cgroup(plan.manager, plan)
         for ns_type in namespaces.ORDER:
             if ns_type in plan.targets:
                 namespaces.enter(namespaces.KINDS[ns_type], plan.targets[ns_type])
@@ -243,9 +255,12 @@ def _child(plan: _Plan) -> None:
             except BaseException as exc:
                 os.write(err_w, str(exc).encode())
             os._exit(EXEC_FAILED)
-        os.close(err_w)
-        plan.channel.send("pid", pid=grandchild)
+        try:
+            plan.channel.send("pid", pid=grandchild)  # before err_w closes: see _converse
+        except OSError:  # the runtime is gone: it needed the pid only for a listener
+            pass
         plan.channel.sock.close()
+        os.close(err_w)
         _exit_like(grandchild)
     except BaseException as exc:
         try:
