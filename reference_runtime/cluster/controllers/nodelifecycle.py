@@ -8,7 +8,10 @@ heartbeat is the newest of its Lease's ``renewTime`` and its ``Ready`` condition
 follow its ``Ready`` condition: ``Unknown`` gets ``node.kubernetes.io/unreachable:NoExecute``,
 ``False`` gets ``node.kubernetes.io/not-ready:NoExecute``, ``True`` neither (with
 ``timeAdded``, which the taint eviction controller counts from). A node that is still
-fresh is looked at again when its grace period would run out.
+fresh is looked at again when its grace period would run out. As in Kubernetes, a node
+this controller has just started watching gets a whole grace period from that moment
+("assuming now as a timestamp"), so a control plane restart longer than the grace
+period does not mark every node Unknown.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class NodeLifecycleController:
             raise ValueError(f"grace_period must be positive, not {grace_period}")
         self.registry = registry
         self.grace_period = grace_period
+        self._first_seen: dict[str, float] = {}  # node -> when this controller first saw it
 
     def sources(self) -> dict[str, Any]:
         return {"nodes": self._on_node, "leases": self._on_lease}
@@ -86,13 +90,15 @@ class NodeLifecycleController:
         try:
             node = self.registry.get("nodes", key)
         except NotFoundError:
+            self._first_seen.pop(key, None)
             return Result()
         try:
             lease: Obj | None = self.registry.get("leases", key, namespace=LEASE_NAMESPACE)
         except NotFoundError:
             lease = None
         now = self.registry.clock()
-        age = now - last_heartbeat(node, lease)
+        seen = self._first_seen.setdefault(key, now)
+        age = now - max(last_heartbeat(node, lease), seen)
         ready = _ready(node)
         status = ready.get("status", "Unknown") if ready else "Unknown"
         if age > self.grace_period and (ready is None or status != "Unknown"):
