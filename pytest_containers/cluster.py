@@ -65,10 +65,11 @@ FACTORY_KEY = pytest.StashKey["ClusterFactory"]()
 DEFAULT_STATE_DIR = Path("/run/pytest-containers/cluster")
 KIND_CLUSTER = "cluster"
 KIND_NAMESPACE = "cluster-namespace"
-SESSION_SHAPE: dict[str, Any] = {"nodes": 1, "hollow_nodes": 3, "store": "sqlite"}
-"""The reference cluster the conformance suite runs against: one node for real pods
-(when node agents run them) and three hollow nodes for API and scheduling semantics,
-with short periods (``Timings.fast()``: a lost node is noticed within seconds)."""
+SESSION_SHAPE: dict[str, Any] = {"nodes": 3, "hollow_nodes": 0, "store": "sqlite"}
+"""The reference cluster the conformance suite runs against: three nodes with node agents
+that run pods as real containers (the node faults strike them), with short periods
+(``Timings.fast()``: a lost node is noticed within seconds). The scheduling tests
+register hollow Nodes of their own."""
 NAMESPACE_TIMEOUT = 60.0
 _ENV_KEY = "containers_cluster_environment"  # in xdist workeroutput
 

@@ -1,28 +1,38 @@
-"""Reconciliation as a Hypothesis state machine: a Deployment scaled, rolled out and
-robbed of pods while the adapter's faults (API server restarts, node agents stopped or
-partitioned) strike, checked against a model of what was asked for.
+"""Reconciliation as a Hypothesis state machine: a Deployment of real pods created,
+scaled, rolled out and robbed of pods while the adapter's faults strike (node agents
+killed and started again, nodes cut off and healed, the API server restarted), checked
+against a model of what was asked for.
 
-At every step: never more live pods than replicas plus maxSurge (of the larger of the
-last two replica counts, since scaling down is not instant). During a rollout started
-from a stable Deployment with no fault: never fewer ready pods than replicas minus
-maxUnavailable. ``settle`` ends the faults and, with the desired state fixed, the
-Deployment reaches it within ``CONVERGE_TIMEOUT``: ready replicas as desired, all on
-Ready nodes, all from the newest template, and the same pods a moment later.
+At every look: never more live pods than replicas plus maxSurge (of the largest replica
+count asked for since the Deployment was last stable, since scaling down is not
+instant). During a rollout started from a stable Deployment with no fault: never fewer
+ready pods than replicas minus maxUnavailable (a node that goes silent on its own during
+the rollout is a fault too: the floor is then not asserted). ``failover``: while nodes
+are lost, their pods are replaced on the others within ``FAILOVER_TIMEOUT``. ``settle``
+and every example's end: the faults end, the desired state stays fixed, and within
+``CONVERGE_TIMEOUT`` the Deployment reaches it and stays there (``_deployment.hold``):
+ready replicas as desired, all on Ready nodes, all from the newest template, the same
+pods for a while. Pods count as the API shows them: live if not terminating, ready by
+their ``Ready`` condition.
 
-Faults the adapter lacks are not drawn. On a cluster with synthetic nodes the
-Deployment runs on Nodes of the test's own (hollow on the reference cluster).
+Node faults strike the nodes ``fault_nodes()`` names (on the reference cluster, its three
+node agents, which run the Deployment's pods as real containers); faults the adapter
+lacks are not drawn. A failure prints the shrunk schedule as steps to paste.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
+    Bundle,
     RuleBasedStateMachine,
+    consumes,
     initialize,
     invariant,
     precondition,
@@ -32,270 +42,242 @@ from hypothesis.stateful import (
 
 from pytest_containers.clusters import ClusterAdapter
 
-from ._support import GROUP, NodeSpec, ready_nodes, wait_for
+from ._deployment import Deployment, Goal, View, unstable_nodes
+from ._support import GROUP, NodeSpec, wait_for
 
 requirement = pytest.mark.requirement
-NAME = "web"
-CONVERGE_TIMEOUT = 40.0
-ROLLOUT_TIMEOUT = 40.0
+CONVERGE_TIMEOUT = 30.0
+FAILOVER_TIMEOUT = 30.0
+ROLLOUT_TIMEOUT = 30.0
 
 
 class Cluster:
     """What the machine needs from the test: set by the test before each run."""
 
     adapter: ClusterAdapter
-    v1: Any
-    apps: Any
     namespace: str
-    group: str | None  # synthetic nodes' group label, or None to run anywhere
+    nodes: list[str]  # the nodes node faults strike
 
 
-class DeploymentMachine(RuleBasedStateMachine):
+class Machine(RuleBasedStateMachine):
+    """The rules that need no node; ``machine_for(nodes)`` adds the node faults."""
+
     env = Cluster()
 
     def __init__(self) -> None:
         super().__init__()
-        self.replicas = 2
-        self.previous = 2
+        self.deployment = Deployment(self.env.adapter, self.env.namespace)
+        self.faults = self.env.adapter.faults
+        self.nodes = list(self.env.nodes)
+        self.replicas = self.ceiling = 0
         self.version = 0
-        self.surge = 1
-        self.unavailable = 1
+        self.surge = self.unavailable = 0
         self.down: set[str] = set()  # stopped node agents
         self.cut: set[str] = set()  # partitioned nodes
-        self.faults = self.env.adapter.faults
-        self.nodes = self.env.adapter.fault_nodes()
+        self.back: dict[str, float] = {}  # node -> when its fault ended (epoch seconds)
+        self.created = False
 
-    # -- the system ---------------------------------------------------------------------
+    # -- the model ----------------------------------------------------------------------
 
-    def _deployment(self) -> dict[str, Any]:
-        template_spec: dict[str, Any] = {
-            "containers": [
-                {
-                    "name": "main",
-                    "image": "busybox",
-                    "command": ["sleep", "3600"],
-                    "env": [{"name": "VERSION", "value": str(self.version)}],
-                }
-            ],
-            "terminationGracePeriodSeconds": 0,
-            "tolerations": [  # a lost node's pods move within seconds
-                {
-                    "key": "node.kubernetes.io/unreachable",
-                    "operator": "Exists",
-                    "effect": "NoExecute",
-                    "tolerationSeconds": 2,
-                },
-                {
-                    "key": "node.kubernetes.io/not-ready",
-                    "operator": "Exists",
-                    "effect": "NoExecute",
-                    "tolerationSeconds": 2,
-                },
-            ],
-        }
-        group = self.env.group
-        if group is not None:
-            template_spec["nodeSelector"] = {GROUP: group}
-            template_spec["tolerations"].append(
-                {"key": GROUP, "operator": "Equal", "value": group, "effect": "NoSchedule"}
-            )
-        return {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": NAME},
-            "spec": {
-                "replicas": self.replicas,
-                "selector": {"matchLabels": {"app": NAME}},
-                "strategy": {
-                    "type": "RollingUpdate",
-                    "rollingUpdate": {"maxSurge": self.surge, "maxUnavailable": self.unavailable},
-                },
-                "template": {"metadata": {"labels": {"app": NAME}}, "spec": template_spec},
-            },
-        }
+    def goal(self, avoid: frozenset[str] = frozenset()) -> Goal:
+        return Goal(self.replicas, self.version, avoid, dict(self.back))
 
-    def _pods(self) -> list[Any]:
-        items = self.env.v1.list_namespaced_pod(
-            self.env.namespace, label_selector=f"app={NAME}", _request_timeout=15
-        ).items
-        return [p for p in items if p.metadata.deletion_timestamp is None]
-
-    @staticmethod
-    def _ready(p: Any) -> bool:
-        return any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-
-    def _converged(self) -> list[Any] | None:
-        d = self.env.apps.read_namespaced_deployment(NAME, self.env.namespace)
-        pods = self._pods()
-        good = {n.metadata.name for n in ready_nodes(self.env.adapter)}
-        version = str(self.version)
-        ok = (
-            d.status.observed_generation == d.metadata.generation
-            and (d.status.updated_replicas or 0) == self.replicas
-            and (d.status.ready_replicas or 0) == self.replicas
-            and len(pods) == self.replicas
-            and all(self._ready(p) and p.spec.node_name in good for p in pods)
-            and all(_version(p) == version for p in pods)
+    def check_surge(self, view: View) -> None:
+        bound = self.ceiling + self.surge
+        live = len(view.pods)
+        assert live <= bound, (
+            f"{live} live pods > replicas {self.ceiling} + maxSurge {self.surge}: "
+            + ", ".join(f"{p.metadata.name}@{p.spec.node_name}" for p in view.pods)
         )
-        return pods or [True] if ok else None
+
+    def stable(self, goal: Goal, timeout: float) -> None:
+        self.deployment.hold(goal, timeout, self.check_surge)
+        self.ceiling = self.replicas
+        self.back.clear()
+
+    def end_faults(self) -> None:
+        for node in sorted(self.cut):
+            self._undo("heal_node", node, self.cut)
+        for node in sorted(self.down):
+            self._undo("start_node", node, self.down)
 
     # -- rules --------------------------------------------------------------------------
 
     @initialize(surge=st.integers(0, 2), unavailable=st.integers(0, 1), replicas=st.integers(1, 4))
     def create(self, surge: int, unavailable: int, replicas: int) -> None:
         self.surge, self.unavailable = surge, unavailable if surge else max(1, unavailable)
-        self.replicas = self.previous = replicas
-        self.env.apps.create_namespaced_deployment(self.env.namespace, self._deployment())
+        self.replicas = self.ceiling = replicas
+        self.deployment.create(replicas, self.version, self.surge, self.unavailable)
+        self.created = True
 
     @rule(replicas=st.integers(0, 5))
     def scale(self, replicas: int) -> None:
-        self.previous, self.replicas = self.replicas, replicas
-        self.env.apps.patch_namespaced_deployment_scale(
-            NAME, self.env.namespace, {"spec": {"replicas": replicas}}
-        )
+        self.replicas = replicas
+        self.ceiling = max(self.ceiling, replicas)
+        self.deployment.scale(replicas)
 
     @rule()
     def roll_out(self) -> None:
         """A new template; with no fault active, watched until done from a stable start."""
         calm = not (self.down or self.cut)
         if calm:
-            wait_for(self._converged, "stable before the rollout", CONVERGE_TIMEOUT, 0.2)
+            self.stable(self.goal(), CONVERGE_TIMEOUT)
         self.version += 1
-        self.env.apps.patch_namespaced_deployment(
-            NAME, self.env.namespace, {"spec": self._deployment()["spec"]}
-        )
+        started = time.time()
+        self.deployment.roll_out(self.replicas, self.version, self.surge, self.unavailable)
         if not calm:
             return
         floor = self.replicas - self.unavailable
-        deadline = time.monotonic() + ROLLOUT_TIMEOUT
-        while self._converged() is None:
-            ready = [p for p in self._pods() if self._ready(p)]
-            assert len(ready) >= floor, (
-                f"rollout to version {self.version}: {len(ready)} ready pods, fewer than "
+
+        def keeps_floor(view: View) -> None:
+            self.check_surge(view)
+            if unstable_nodes(self.deployment.nodes(), started):
+                return  # a node went silent on its own: a fault, the floor does not hold
+            ready = len(view.ready())
+            assert ready >= floor, (
+                f"rollout to version {self.version}: {ready} ready pods, fewer than "
                 f"replicas {self.replicas} - maxUnavailable {self.unavailable}"
             )
-            assert time.monotonic() < deadline, f"rollout not done in {ROLLOUT_TIMEOUT:.0f}s"
-            time.sleep(0.1)
 
-    @rule(data=st.data())
-    def delete_pod(self, data: st.DataObject) -> None:
-        pods = sorted(p.metadata.name for p in self._pods())
+        self.deployment.hold(self.goal(), ROLLOUT_TIMEOUT, keeps_floor)
+        self.ceiling = self.replicas
+
+    @rule(nth=st.integers(0, 4))
+    def delete_pod(self, nth: int) -> None:
+        """Delete the ``nth`` live pod (by name, wrapping around), if there is one."""
+        pods = sorted(p.metadata.name for p in self.deployment.pods())
         if pods:
-            victim = data.draw(st.sampled_from(pods), label="pod")
-            self.env.v1.delete_namespaced_pod(victim, self.env.namespace, grace_period_seconds=0)
+            self.deployment.delete_pod(pods[nth % len(pods)])
 
     @precondition(lambda self: "restart_api_server" in self.faults)
     @rule()
     def restart_api_server(self) -> None:
         self.env.adapter.restart_api_server()
 
-    @precondition(lambda self: "stop_node" in self.faults and len(self.nodes) > 1)
-    @rule(data=st.data())
-    def stop_node(self, data: st.DataObject) -> None:
-        node = data.draw(st.sampled_from(self.nodes), label="node")
-        if node not in self.down:
-            self.env.adapter.stop_node(node)
-            self.down.add(node)
-
-    @precondition(lambda self: bool(self.down))
-    @rule(data=st.data())
-    def start_node(self, data: st.DataObject) -> None:
-        node = data.draw(st.sampled_from(sorted(self.down)), label="node")
-        self.env.adapter.start_node(node)
-        self.down.discard(node)
-
-    @precondition(lambda self: "partition_node" in self.faults and len(self.nodes) > 1)
-    @rule(data=st.data())
-    def partition_node(self, data: st.DataObject) -> None:
-        node = data.draw(st.sampled_from(self.nodes), label="node")
-        if node not in self.cut:
-            self.env.adapter.partition_node(node)
-            self.cut.add(node)
-
-    @precondition(lambda self: bool(self.cut))
-    @rule(data=st.data())
-    def heal_node(self, data: st.DataObject) -> None:
-        node = data.draw(st.sampled_from(sorted(self.cut)), label="node")
-        self.env.adapter.heal_node(node)
-        self.cut.discard(node)
+    @precondition(
+        lambda self: bool(self.down or self.cut) and len(self.down | self.cut) < len(self.nodes)
+    )
+    @rule()
+    def failover(self) -> None:
+        """Nodes stay lost: their pods are replaced on the nodes that are left."""
+        self.stable(self.goal(frozenset(self.down | self.cut)), FAILOVER_TIMEOUT)
 
     @rule()
     def settle(self) -> None:
         """Faults end; the desired state stays fixed: the cluster reaches it and stays."""
-        self._heal_all()
-        wait_for(self._converged, f"converged to {self._goal()}", CONVERGE_TIMEOUT, 0.2)
-        self.previous = self.replicas
-        before = sorted(p.metadata.name for p in self._pods())
-        time.sleep(1.0)
-        after = self._converged()
-        assert after is not None, f"left the reconciled state {self._goal()}"
-        assert sorted(p.metadata.name for p in self._pods()) == before, "pods churned"
+        self.end_faults()
+        self.stable(self.goal(), CONVERGE_TIMEOUT)
+
+    # -- node faults (the rules ``machine_for`` binds to the nodes) ---------------------
+
+    def _strike(self, fault: str, node: str, faulted: set[str]) -> str:
+        getattr(self.env.adapter, fault)(node)
+        faulted.add(node)
+        return node
+
+    def _undo(self, undo: str, node: str, faulted: set[str]) -> None:
+        """``undo`` (start_node, heal_node) a node in ``faulted``; nothing if it is not."""
+        if node in faulted:
+            getattr(self.env.adapter, undo)(node)
+            faulted.discard(node)
+            self.back[node] = time.time()
 
     # -- invariants ---------------------------------------------------------------------
 
     @invariant()
     def never_beyond_surge(self) -> None:
-        live = len(self._pods())
-        bound = max(self.replicas, self.previous) + self.surge
-        assert live <= bound, (
-            f"{live} live pods > replicas {max(self.replicas, self.previous)} + maxSurge "
-            f"{self.surge}"
-        )
-
-    def _goal(self) -> str:
-        return f"{self.replicas} ready replicas of version {self.version}"
-
-    def _heal_all(self) -> None:
-        for node in sorted(self.cut):
-            self.env.adapter.heal_node(node)
-        for node in sorted(self.down):
-            self.env.adapter.start_node(node)
-        self.cut.clear()
-        self.down.clear()
+        if self.created:
+            self.check_surge(self.deployment.look(self.goal()))
 
     def teardown(self) -> None:
+        """Every example ends as ``settle`` does; then the Deployment is removed."""
         try:
-            self._heal_all()
+            self.end_faults()
+            if self.created:
+                self.stable(self.goal(), CONVERGE_TIMEOUT)
         finally:
-            self.env.apps.delete_namespaced_deployment(
-                NAME, self.env.namespace, propagation_policy="Foreground"
-            )
-            wait_for(lambda: not self._all_pods(), "the Deployment's pods gone", 30.0)
-            wait_for(lambda: not self._deployments(), "the Deployment gone", 30.0)
-
-    def _all_pods(self) -> list[Any]:
-        return list(self.env.v1.list_namespaced_pod(self.env.namespace).items)
-
-    def _deployments(self) -> list[Any]:
-        return list(self.env.apps.list_namespaced_deployment(self.env.namespace).items)
+            self.deployment.remove()
 
 
-def _version(p: Any) -> str:
-    for env in p.spec.containers[0].env or []:
-        if env.name == "VERSION":
-            return str(env.value)
-    return ""
+def machine_for(nodes: Sequence[str]) -> type[Machine]:
+    """The machine with node faults drawn over ``nodes`` (by name)."""
+    node = st.sampled_from(sorted(nodes) or ["(none)"])
+
+    def offers(fault: str) -> Any:
+        return precondition(lambda self: fault in self.faults and bool(self.nodes))
+
+    class DeploymentMachine(Machine):
+        stopped = Bundle("stopped")
+        cut_off = Bundle("cut_off")
+
+        @offers("stop_node")
+        @rule(target=stopped, node=node)
+        def stop_node(self, node: str) -> str:
+            return self._strike("stop_node", node, self.down)
+
+        @rule(node=consumes(stopped))
+        def start_node(self, node: str) -> None:
+            self._undo("start_node", node, self.down)
+
+        @offers("partition_node")
+        @rule(target=cut_off, node=node)
+        def partition_node(self, node: str) -> str:
+            return self._strike("partition_node", node, self.cut)
+
+        @rule(node=consumes(cut_off))
+        def heal_node(self, node: str) -> None:
+            self._undo("heal_node", node, self.cut)
+
+    return DeploymentMachine
 
 
-@requirement("CL-REC-SURGE-1", "CL-REC-UNAVAILABLE-1", "CL-REC-CONVERGE-1", "CL-OWN-REC-STABLE-1")
+@requirement(
+    "CL-REC-SURGE-1",
+    "CL-REC-UNAVAILABLE-1",
+    "CL-REC-CONVERGE-1",
+    "CL-REC-FAILOVER-1",
+    "CL-OWN-REC-STABLE-1",
+)
 def test_deployment_reconciles_under_faults(
-    cluster: ClusterAdapter, v1: Any, apps_v1: Any, cluster_namespace: str, synthetic_nodes: Any
+    cluster: ClusterAdapter, cluster_namespace: str
 ) -> None:
-    env = DeploymentMachine.env
-    env.adapter, env.v1, env.apps, env.namespace = cluster, v1, apps_v1, cluster_namespace
-    env.group = None
-    if cluster.synthetic_nodes:
-        synthetic_nodes([NodeSpec(cpu=4000, memory=4096, pods=20) for _ in range(3)])
-        env.group = cluster_namespace
+    env = Machine.env
+    env.adapter, env.namespace = cluster, cluster_namespace
+    env.nodes = cluster.fault_nodes()
     current = settings()
     run_state_machine_as_test(
-        DeploymentMachine,
+        machine_for(env.nodes),
         settings=settings(
             current,
             max_examples=min(current.max_examples, 3),
-            stateful_step_count=min(current.stateful_step_count, 8),
+            stateful_step_count=min(current.stateful_step_count, 10),
         ),
     )
+
+
+@requirement("CL-REC-SURGE-1", "CL-REC-UNAVAILABLE-1")
+def test_rollout_keeps_surge_and_availability(
+    cluster: ClusterAdapter, cluster_namespace: str
+) -> None:
+    """4 replicas, maxSurge 1, maxUnavailable 1: at every look of the rollout at most 5
+    live pods and at least 3 ready ones."""
+    deployment = Deployment(cluster, cluster_namespace)
+    deployment.create(4, 0, 1, 1)
+    try:
+        deployment.hold(Goal(4, 0), ROLLOUT_TIMEOUT)
+        started = time.time()
+        deployment.roll_out(4, 1, 1, 1)
+
+        def bounds(view: View) -> None:
+            live = len(view.pods)
+            assert live <= 5, f"{live} live pods > 4 replicas + maxSurge 1"
+            if not unstable_nodes(deployment.nodes(), started):
+                ready = len(view.ready())
+                assert ready >= 3, f"{ready} ready pods < 4 replicas - maxUnavailable 1"
+
+        deployment.hold(Goal(4, 1), ROLLOUT_TIMEOUT, bounds)
+    finally:
+        deployment.remove()
 
 
 @requirement("CL-REC-REPLACE-1")
