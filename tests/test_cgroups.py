@@ -398,6 +398,11 @@ INVALID: list[tuple[Any, str]] = [
     ({"devices": [{"allow": True, "type": "x"}]}, "type must be"),
     ({"devices": [{"allow": True, "access": "rwq"}]}, "access must be made of"),
     ({"devices": [{"allow": True, "major": "1"}]}, "major must be a device number"),
+    ({"unified": ["memory.high"]}, "unified must be an object"),
+    ({"unified": {"memory.high": 5}}, "must be a string"),
+    ({"unified": {"high": "5"}}, "a cgroup2 file name"),
+    ({"unified": {"../pids.max": "5"}}, "a cgroup2 file name"),
+    ({"unified": {"cgroup.procs": "1"}}, "moves or kills processes"),
 ]
 
 
@@ -430,6 +435,10 @@ def test_unimplemented_or_layout_impossible_settings_are_unsupported() -> None:
     validate_resources({"memory": {"swappiness": 10}}, Layout.HYBRID)
     with pytest.raises(UnsupportedError, match="realtime"):
         validate_resources({"cpu": {"realtimeRuntime": 1000}}, Layout.V2)
+    for layout in (Layout.V1, Layout.HYBRID):
+        with pytest.raises(UnsupportedError, match="unified needs cgroup v2"):
+            validate_resources({"unified": {"memory.high": "1"}}, layout)
+    validate_resources({"unified": {"memory.high": "1"}}, Layout.V2)
 
 
 # --------------------------------------------------------------------------------------
@@ -494,6 +503,19 @@ def test_fake_v2_create_joins_enables_controllers_and_writes_limits(fake_v2: Pat
     assert (leaf / "memory.swap.max").read_text() == "max"
     manager.destroy()  # nothing inside, nothing made: joined directories stay
     assert leaf.is_dir()
+
+
+def test_fake_v2_unified_keys_enable_their_controllers_and_are_written_last(
+    fake_v2: Path,
+) -> None:
+    leaf = fake_v2 / "a" / "b"
+    (leaf / "cgroup.max.depth").write_text("max")
+    (leaf / "io.weight").write_text("default 100")
+    manager = V2Manager("/a/b", str(fake_v2))
+    unified = {"pids.max": "9", "cgroup.max.depth": "3", "io.weight": "default 50"}
+    manager.create({"pids": {"limit": 5}, "unified": unified})
+    assert (fake_v2 / "cgroup.subtree_control").read_text() == "+pids +io"
+    assert {name: (leaf / name).read_text() for name in unified} == unified  # 9, not 5
 
 
 def test_fake_v2_missing_controller_fails_before_touching_anything(fake_v2: Path) -> None:
@@ -838,7 +860,7 @@ def test_a_write_the_kernel_refuses_is_undone_and_named(cgroup_path: Callable[[s
     if (
         manager.layout is Layout.V2
         and "cpuset"
-        not in Path(manager.paths()[""], "..", "cgroup.controllers").read_text().split()
+        not in Path(discover_mounts().v2 or "/", "cgroup.controllers").read_text().split()
     ):
         pytest.skip("the cpuset controller is not available")
     missing_cpu = str(os.cpu_count() or 1)  # valid syntax, but no such CPU

@@ -17,6 +17,7 @@ from reference_runtime.errors import CgroupError
 
 PROCS_FILE = "cgroup.procs"
 TASKS_FILE = "tasks"  # v1 only: moves one thread
+THREADS_FILE = "cgroup.threads"  # v2: the threads of a cgroup
 """The file listing (and, when written, admitting) the processes of a cgroup."""
 
 
@@ -129,11 +130,45 @@ def child_dirs(path: str) -> list[str]:
 
 
 def read_procs(directory: str) -> list[int]:
-    """Return the PIDs listed in ``directory/cgroup.procs`` ([] if the cgroup is gone)."""
-    text = read_text(os.path.join(directory, PROCS_FILE))
+    """Return the PIDs of the processes in ``directory`` ([] if the cgroup is gone).
+
+    A threaded v2 cgroup refuses to list ``cgroup.procs`` (EOPNOTSUPP: its processes
+    belong to the threaded domain); there the threads in ``cgroup.threads`` are mapped
+    to their processes.
+    """
+    __tracebackhide__ = True
+    try:
+        text = read_text(os.path.join(directory, PROCS_FILE))
+    except CgroupError as exc:
+        if not isinstance(exc.__cause__, OSError) or exc.__cause__.errno != errno.EOPNOTSUPP:
+            raise
+        threads = read_text(os.path.join(directory, THREADS_FILE)) or ""
+        return sorted({_thread_group(int(tid)) for tid in threads.split()} - {0})
     if not text:
         return []
     return [int(line) for line in text.split()]
+
+
+def _thread_group(tid: int) -> int:
+    """The PID of the process thread ``tid`` belongs to; 0 if it is gone."""
+    try:
+        with open(f"/proc/{tid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        # The thread exited (ENOENT, ESRCH) after cgroup.threads was read.
+        pass
+    return 0
+
+
+def chown(path: str, uid: int, gid: int) -> None:
+    """Change the owner of the cgroup file or directory ``path``."""
+    __tracebackhide__ = True
+    try:
+        os.chown(path, uid, gid)
+    except OSError as exc:
+        raise CgroupError(f"cannot chown {path} to {uid}:{gid}: {describe(exc)}") from exc
 
 
 def kill(pid: int) -> None:

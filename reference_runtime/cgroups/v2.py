@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from reference_runtime.cgroups import devices, fs, tree
+from reference_runtime.cgroups import devices, fs, tree, unified
 from reference_runtime.cgroups.layout import CgroupMounts, Layout
 from reference_runtime.cgroups.saved import FORMAT_VERSION, check_saved
 from reference_runtime.cgroups.stats import CgroupStats, read_v2
@@ -29,9 +29,15 @@ CONTROLLERS_FILE = "cgroup.controllers"
 SUBTREE_CONTROL = "cgroup.subtree_control"
 
 
+# The files a delegatee must own to manage its subtree (cgroup-v2.rst, "Delegation"):
+# the directory itself (to make sub-cgroups) and these; the limit files stay root's.
+DELEGATED_FILES = ("cgroup.procs", "cgroup.threads", "cgroup.subtree_control")
+
+
 def needed_controllers(resources: Mapping[str, Any]) -> list[str]:
     """Return the v2 controllers that ``resources`` needs enabled (devices is not one)."""
-    return [c.NAME for c in CONTROLLERS if c.NAME != devices.NAME and c.wants(resources)]
+    needed = [c.NAME for c in CONTROLLERS if c.NAME != devices.NAME and c.wants(resources)]
+    return needed + [c for c in unified.controllers(resources) if c not in needed]
 
 
 class V2Manager:
@@ -101,6 +107,7 @@ class V2Manager:
         for controller in CONTROLLERS:
             if controller.wants(resources):
                 tree.write_all(leaf, controller.v2_writes(resources, leaf))
+        tree.write_all(leaf, unified.writes(resources))  # last: unified keys override
 
     def validate(self, resources: Mapping[str, Any] | None) -> None:
         """Raise ConfigError (or UnsupportedError) for ``resources``; touch nothing."""
@@ -145,6 +152,18 @@ class V2Manager:
 
     def add_v2(self, pid: int) -> None:
         self.add(pid)
+
+    def delegate(self, uid: int, gid: int) -> None:
+        """Hand the cgroup's subtree to ``uid``:``gid``, as the kernel's delegation model
+        has it: the directory and :data:`DELEGATED_FILES` change owner, so the delegatee
+        can make sub-cgroups, enable controllers in them and move its processes between
+        them, while the cgroup's own limits stay root's."""
+        __tracebackhide__ = True
+        if not fs.exists(self.directory):
+            raise CgroupError(f"cgroup {self.directory} does not exist; create() it first")
+        fs.chown(self.directory, uid, gid)
+        for name in DELEGATED_FILES:
+            fs.chown(os.path.join(self.directory, name), uid, gid)
 
     def pids(self) -> list[int]:
         """Return the PIDs in the cgroup and its sub-cgroups, sorted."""

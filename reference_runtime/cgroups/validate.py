@@ -9,7 +9,7 @@ limit is never silently dropped.
 
 from __future__ import annotations
 
-from reference_runtime.cgroups import cpu, cpuset, devices, memory, pids
+from reference_runtime.cgroups import cpu, cpuset, devices, memory, pids, unified
 from reference_runtime.cgroups.controller import Controller
 from reference_runtime.cgroups.layout import Layout
 from reference_runtime.cgroups.values import PREFIX
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 CONTROLLERS: tuple[Controller, ...] = (memory, pids, cpu, cpuset, devices)
 """Every controller module, in the order their limits are applied."""
 
-UNSUPPORTED_SECTIONS = ("blockIO", "hugepageLimits", "network", "rdma", "unified")
+UNSUPPORTED_SECTIONS = ("blockIO", "hugepageLimits", "network", "rdma")
 """Parts of ``linux.resources`` this runtime does not implement."""
 
 
@@ -40,6 +40,7 @@ def validate_resources(resources: Any, layout: Layout | None = None) -> None:
         raise ConfigError(f"{PREFIX} must be an object, got {resources!r}")
     for controller in CONTROLLERS:
         controller.validate(resources, layout)
+    unified.validate(resources, layout)
     for key in UNSUPPORTED_SECTIONS:
         if resources.get(key):
             raise UnsupportedError(
