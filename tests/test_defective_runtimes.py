@@ -69,8 +69,8 @@ DEFECTS = (
         "no-memory-limit",
         ("RT-CG-MEM-1", "RT-OWN-MEM-OOM-1"),
         (
-            "test_limits.py::test_the_memory_limit_is_the_cgroup_limit",
-            "test_limits.py::"
+            "test_limits_memory.py::test_the_memory_limit_is_the_cgroup_limit",
+            "test_limits_memory.py::"
             "test_a_process_past_the_memory_limit_is_oom_killed_and_one_below_survives",
         ),
     ),
@@ -78,8 +78,9 @@ DEFECTS = (
         "no-pids-limit",
         ("RT-CG-PIDS-1", "RT-OWN-PIDS-FORK-1"),
         (
-            "test_limits.py::test_the_pids_limit_is_the_cgroup_pids_max",
-            "test_limits.py::test_forks_beyond_the_pids_limit_fail_and_the_running_processes_stay",
+            "test_limits_pids.py::test_the_pids_limit_is_the_cgroup_pids_max",
+            "test_limits_pids.py::"
+            "test_forks_beyond_the_pids_limit_fail_and_the_running_processes_stay",
         ),
     ),
     Defect("writable-root", ("RT-FS-ROOT-4",), ("test_filesystem.py::test_readonly_root",)),

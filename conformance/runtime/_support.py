@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from hypothesis import Phase, settings
 
 from pytest_containers.adapters import CREATED_PROCESS, RuntimeAdapter, require
 from pytest_containers.adapters.handle import Container
@@ -17,6 +20,18 @@ from pytest_containers.runtime import ContainerFactory
 
 Config = dict[str, Any]
 Edit = Callable[[Config], None]
+
+TIMEOUT = 15.0
+"""Seconds to wait for a program to react (start, a signal, an exit)."""
+
+# Every example makes a container: shrinking a failure would cost tens of seconds of
+# containers for little gain, so failures are reported as generated.
+FIRST_FAILURE = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
+
+
+def share(fraction: float) -> settings:
+    """A share of the profile's examples (``ci`` 5, ``thorough`` 60), at least one."""
+    return settings(FIRST_FAILURE, max_examples=max(1, round(settings().max_examples * fraction)))
 
 
 @contextlib.contextmanager
@@ -55,11 +70,14 @@ def shell(c: Container, script: str) -> str:
     return result.stdout
 
 
-def create_error(factory: ContainerFactory, path: Path, what: str) -> str:
+def create_error(
+    factory: ContainerFactory, path: Path, what: str, *, nothing_left: bool = False
+) -> str:
     """Creating a container from ``path`` must fail; returns the runtime's message.
 
     Where the adapter makes no process at create (a Docker Engine), the runtime's
-    create happens at start, so a refused start counts. Whatever was made is deleted.
+    create happens at start, so a refused start counts. ``nothing_left``: a refused
+    create must leave no container behind. Whatever was made is deleted.
     """
     __tracebackhide__ = True
     adapter = factory.adapter
@@ -69,10 +87,19 @@ def create_error(factory: ContainerFactory, path: Path, what: str) -> str:
         with expressible():
             try:
                 adapter.create(cid, path)
-                if CREATED_PROCESS in adapter.unsupported:
-                    adapter.start(cid)
             except NotApplicableError:
                 raise
+            except ContainersError as exc:
+                if nothing_left:
+                    try:
+                        left = adapter.state(cid)
+                    except ContainerNotFoundError:  # as it should be
+                        return str(exc)
+                    raise AssertionError(f"a refused create left {left}") from exc
+                return str(exc)
+            try:
+                if CREATED_PROCESS in adapter.unsupported:
+                    adapter.start(cid)
             except ContainersError as exc:
                 return str(exc)
         raise AssertionError(f"create succeeded with {what}; the spec requires an error")
@@ -120,3 +147,37 @@ def needs(adapter: RuntimeAdapter, *features: str) -> None:
             require(adapter, feature)
         except NotApplicableError as exc:
             not_applicable(exc.reason)
+
+
+def docker_lacks(adapter: RuntimeAdapter, what: str) -> None:
+    """The docker adapter turns config.json into Engine options (adapters/engine.py) and
+    has none for ``what``: it would silently run without it."""
+    __tracebackhide__ = True
+    if adapter.name == "docker":
+        not_applicable(f"docker: the adapter hands the Engine no option for {what}")
+
+
+def eventually(check: Callable[[], bool], message: str, timeout: float = TIMEOUT) -> None:
+    """Poll ``check`` until it holds; ``AssertionError(message)`` after ``timeout``."""
+    __tracebackhide__ = True
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} (waited {timeout:.0f}s)")
+        time.sleep(0.02)
+
+
+def lines(path: Path) -> list[str]:
+    """The lines of ``path``; none while it does not exist."""
+    try:
+        return path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def root_entries(adapter: RuntimeAdapter) -> set[str] | None:
+    """What the runtime keeps in its state root, where that is a directory."""
+    try:
+        return set(os.listdir(adapter.root))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
