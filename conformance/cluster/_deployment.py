@@ -39,6 +39,14 @@ def is_ready(p: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
 
 
+def is_live(p: Any) -> bool:
+    """Not terminating (no deletionTimestamp) and not finished."""
+    return p.metadata.deletion_timestamp is None and p.status.phase not in (
+        "Succeeded",
+        "Failed",
+    )
+
+
 def version_of(p: Any) -> str:
     """The ``VERSION`` its template gave the pod's container ("" if none)."""
     for env in p.spec.containers[0].env or []:
@@ -137,15 +145,55 @@ class Deployment:
 
     def pods(self) -> list[Any]:
         """The live pods: not terminating and not finished."""
-        items = self.v1.list_namespaced_pod(
+        return self.listed()[0]
+
+    def listed(self) -> tuple[list[Any], str]:
+        """The live pods and the list's resourceVersion (to watch from)."""
+        listed = self.v1.list_namespaced_pod(
             self.namespace, label_selector=f"app={self.name}", _request_timeout=15
-        ).items
-        return [
-            p
-            for p in items
-            if p.metadata.deletion_timestamp is None
-            and p.status.phase not in ("Succeeded", "Failed")
-        ]
+        )
+        return [p for p in listed.items if is_live(p)], str(listed.metadata.resource_version)
+
+    def follow(
+        self,
+        pods: list[Any],
+        resource_version: str,
+        done: Callable[[list[Any]], bool],
+        check: Callable[[list[Any]], None],
+        timeout: float,
+    ) -> None:
+        """Follow every pod event from ``resource_version`` (``pods`` were live then): after
+        each, ``check`` the live pods; return once ``done`` says so. Nothing between two
+        looks is missed, as polling would."""
+        __tracebackhide__ = True
+        from kubernetes import watch
+
+        live = {str(p.metadata.name): p for p in pods}
+        deadline = time.monotonic() + timeout
+        stream = watch.Watch()
+        try:
+            while not done(list(live.values())):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"pods not as wanted within {timeout:.0f}s")
+                for event in stream.stream(
+                    self.v1.list_namespaced_pod,
+                    self.namespace,
+                    label_selector=f"app={self.name}",
+                    resource_version=resource_version,
+                    timeout_seconds=max(1, int(left)),
+                ):
+                    p = event["object"]
+                    resource_version = str(p.metadata.resource_version)
+                    if event["type"] != "DELETED" and is_live(p):
+                        live[str(p.metadata.name)] = p
+                    else:
+                        live.pop(str(p.metadata.name), None)
+                    check(list(live.values()))
+                    if done(list(live.values())):
+                        return
+        finally:
+            stream.stop()
 
     def delete_pod(self, name: str) -> None:
         self.v1.delete_namespaced_pod(name, self.namespace, grace_period_seconds=0)

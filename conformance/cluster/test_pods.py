@@ -164,7 +164,7 @@ def test_partitioned_nodes_pods_are_replaced(
     lost = {name for name, node in before.items() if node == victim}
     cluster.partition_node(victim)
     try:
-        after = wait_for(lambda: two(victim), f"the pods of {victim} replaced elsewhere", 45.0, 0.2)
+        after = wait_for(lambda: two(victim), f"the pods of {victim} replaced elsewhere", 30.0, 0.2)
     finally:
         cluster.heal_node(victim)
     assert not lost & set(after), f"{sorted(lost)} still counted as running"

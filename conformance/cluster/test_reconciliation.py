@@ -42,7 +42,7 @@ from hypothesis.stateful import (
 
 from pytest_containers.clusters import ClusterAdapter
 
-from ._deployment import Deployment, Goal, View, unstable_nodes
+from ._deployment import Deployment, Goal, View, is_ready, unstable_nodes, version_of
 from ._support import GROUP, NodeSpec, wait_for
 
 requirement = pytest.mark.requirement
@@ -259,23 +259,28 @@ def test_deployment_reconciles_under_faults(
 def test_rollout_keeps_surge_and_availability(
     cluster: ClusterAdapter, cluster_namespace: str
 ) -> None:
-    """4 replicas, maxSurge 1, maxUnavailable 1: at every look of the rollout at most 5
-    live pods and at least 3 ready ones."""
+    """4 replicas, maxSurge 1, maxUnavailable 1: after every pod event of the rollout at
+    most 5 live pods and at least 3 ready ones."""
     deployment = Deployment(cluster, cluster_namespace)
     deployment.create(4, 0, 1, 1)
     try:
         deployment.hold(Goal(4, 0), ROLLOUT_TIMEOUT)
+        pods, resource_version = deployment.listed()
         started = time.time()
         deployment.roll_out(4, 1, 1, 1)
 
-        def bounds(view: View) -> None:
-            live = len(view.pods)
-            assert live <= 5, f"{live} live pods > 4 replicas + maxSurge 1"
-            if not unstable_nodes(deployment.nodes(), started):
-                ready = len(view.ready())
-                assert ready >= 3, f"{ready} ready pods < 4 replicas - maxUnavailable 1"
+        def bounds(live: list[Any]) -> None:
+            count = len(live)
+            assert count <= 5, f"{count} live pods > 4 replicas + maxSurge 1"
+            ready = sum(1 for p in live if is_ready(p))
+            if ready < 3 and not unstable_nodes(deployment.nodes(), started):
+                raise AssertionError(f"{ready} ready pods < 4 replicas - maxUnavailable 1")
 
-        deployment.hold(Goal(4, 1), ROLLOUT_TIMEOUT, bounds)
+        def rolled_out(live: list[Any]) -> bool:
+            return len(live) == 4 and all(is_ready(p) and version_of(p) == "1" for p in live)
+
+        deployment.follow(pods, resource_version, rolled_out, bounds, ROLLOUT_TIMEOUT)
+        deployment.hold(Goal(4, 1), ROLLOUT_TIMEOUT)
     finally:
         deployment.remove()
 
@@ -317,5 +322,5 @@ def test_deleted_pod_is_replaced(
 
     first = wait_for(two, "2 pods", 30.0)
     v1.delete_namespaced_pod(first[0], cluster_namespace, grace_period_seconds=0)
-    after = wait_for(lambda: two(first[0]), "the deleted pod replaced", 30.0)
+    after = wait_for(lambda: two(first[0]), "the deleted pod replaced", 20.0)
     assert first[1] in after
