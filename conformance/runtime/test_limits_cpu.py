@@ -26,8 +26,6 @@ from ._cgroups import Knob, absent, host_cgroups, host_view, observe
 from ._limits import COSTLY, MAPPING, config_of, limited_container
 from ._support import docker_lacks, expressible
 
-# --------------------------------------------------------------------- cpu
-
 CPU_SHARES = Knob("cpu", "cpu.shares", "cpu.weight")
 CPU_QUOTA = Knob("cpu", "cpu.cfs_quota_us", "cpu.max")
 CPU_PERIOD = Knob("cpu", "cpu.cfs_period_us", "cpu.max")

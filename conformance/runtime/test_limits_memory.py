@@ -57,8 +57,6 @@ def v1_unlimited() -> str:
     return Path(v1["memory"][0], "memory.limit_in_bytes").read_text().strip()
 
 
-# --------------------------------------------------------------------- memory
-
 MEMORY_LIMIT = Knob("memory", "memory.limit_in_bytes", "memory.max")
 MEMORY_SOFT = Knob("memory", "memory.soft_limit_in_bytes", "memory.low")
 MEMORY_SWAP = Knob("memory", "memory.memsw.limit_in_bytes", "memory.swap.max")

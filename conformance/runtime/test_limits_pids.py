@@ -15,8 +15,6 @@ from pytest_containers.runtime import ContainerFactory
 from ._cgroups import Knob, cgroup_procs, host_cgroups, host_view, observe
 from ._limits import BEHAVIOUR, MAPPING, config_of, limited_container
 
-# --------------------------------------------------------------------- pids
-
 PIDS_MAX = Knob("pids", "pids.max", "pids.max")
 
 
