@@ -47,17 +47,17 @@ DEFECTS = (
         "no-pid-namespace",
         ("RT-NS-NEW-1", "RT-OWN-PID-INIT-1", "RT-OWN-PID-HIDDEN-1"),
         (
-            "test_isolation.py::test_namespaces_without_path_are_new",
-            "test_isolation.py::test_container_process_is_pid_1",
-            "test_isolation.py::test_host_processes_are_invisible",
+            "test_isolation_namespaces.py::test_namespaces_without_path_are_new",
+            "test_isolation_pid.py::test_container_process_is_pid_1",
+            "test_isolation_pid.py::test_host_processes_are_invisible",
         ),
     ),
     Defect(
         "no-network-namespace",
         ("RT-OWN-NET-IFACES-1", "RT-OWN-NET-LOOPBACK-1"),
         (
-            "test_isolation.py::test_only_loopback_is_visible",
-            "test_isolation.py::test_host_loopback_service_is_unreachable",
+            "test_isolation_network.py::test_only_loopback_is_visible",
+            "test_isolation_network.py::test_host_loopback_service_is_unreachable",
         ),
     ),
     Defect(
@@ -89,7 +89,7 @@ DEFECTS = (
         ("RT-PROC-CAPS-1", "RT-PROC-CAPS-2", "RT-PROC-CAPS-3"),
         ("test_process.py::test_the_capability_sets_are_the_configured_ones",),
     ),
-    Defect("no-hostname", ("RT-UTS-HOSTNAME-1",), ("test_isolation.py::test_host_name",)),
+    Defect("no-hostname", ("RT-UTS-HOSTNAME-1",), ("test_isolation_uts.py::test_host_name",)),
     Defect(
         "no-creation-hooks",
         ("RT-HOOK-PRESTART-1", "RT-HOOK-CREATERUNTIME-1"),
