@@ -63,7 +63,7 @@ DEFECTS = (
     Defect(
         "no-masked-paths",
         ("RT-FS-MASKED-1",),
-        ("test_filesystem.py::test_masked_paths_cannot_be_read",),
+        ("test_filesystem_root.py::test_masked_paths_cannot_be_read",),
     ),
     Defect(
         "no-memory-limit",
@@ -83,7 +83,7 @@ DEFECTS = (
             "test_forks_beyond_the_pids_limit_fail_and_the_running_processes_stay",
         ),
     ),
-    Defect("writable-root", ("RT-FS-ROOT-4",), ("test_filesystem.py::test_readonly_root",)),
+    Defect("writable-root", ("RT-FS-ROOT-4",), ("test_filesystem_root.py::test_readonly_root",)),
     Defect(
         "all-capabilities",
         ("RT-PROC-CAPS-1", "RT-PROC-CAPS-2", "RT-PROC-CAPS-3"),

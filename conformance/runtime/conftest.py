@@ -1,4 +1,6 @@
-"""Fixtures of the runtime suite, each made once per test module that uses it."""
+"""Fixtures of the runtime suite, each made once per test module that uses it: the
+shared containers and rootfs defined here, and those of an area defined beside its
+helpers (host trees for the filesystem modules in ``_mounts``)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ import pytest
 
 from pytest_containers.runtime import ContainerFactory
 
+from ._mounts import fs_host, host_tree, locked_tree
 from ._shared import SharedContainers
+
+__all__ = ["fs_host", "host_tree", "locked_tree", "rootfs", "shared"]
 
 
 @pytest.fixture(scope="module")
