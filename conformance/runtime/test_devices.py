@@ -15,10 +15,9 @@ at the end of the module.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,8 @@ from pytest_containers.errors import ContainersError
 from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
 
-from ._support import create_error, edit_config, expressible, shell, start
+from ._shared import SharedContainers
+from ._support import create_error, edit_config, shell, start
 
 Config = dict[str, Any]
 Edit = Callable[[Config], None]
@@ -48,64 +48,6 @@ NO_TERMINAL = "EIO"  # /dev/tty with no controlling terminal, on gVisor's kernel
 CHAR = "character special file"
 BLOCK = "block special file"
 FIFO = "fifo"
-
-
-# --------------------------------------------------------------------------- support
-
-
-class SharedContainers:
-    """Containers that several read-only tests of a module look at, made on first use."""
-
-    def __init__(self, factory: ContainerFactory, directory: Path) -> None:
-        self.factory = factory
-        self.directory = directory
-        self.made: dict[str, Container | Exception] = {}
-
-    def get(self, key: str, command: Sequence[str], *edits: Edit, **args: Any) -> Container:
-        """The container ``key``: ``command`` in a bundle of ``args`` with ``edits``."""
-        __tracebackhide__ = True
-        if key not in self.made:
-            try:
-                path = self.factory.make_bundle(self.directory, command, **args)
-                self.made[key] = self.factory.make_container(
-                    self.directory, bundle=edit_config(path, *edits)
-                )
-            except Exception as exc:
-                self.made[key] = exc  # the next test that needs it fails the same way
-        made = self.made[key]
-        if isinstance(made, Exception):
-            with expressible():
-                raise made
-        assert isinstance(made, Container)
-        return made
-
-    def close(self) -> None:
-        """Delete every shared container: all are killed first, so that the runtimes'
-        waits for them to stop overlap; the first error is raised once all were tried."""
-        made = [m if isinstance(m, Container) else getattr(m, "container", None)
-                for m in self.made.values()]  # fmt: skip
-        handles = [m for m in made if isinstance(m, Container)]
-        for handle in handles:
-            with contextlib.suppress(ContainersError):  # stopped already, or gone
-                handle.kill("KILL")
-        errors = []
-        for handle in handles:
-            try:
-                self.factory.remove(handle)
-            except ContainersError as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
-
-
-@pytest.fixture(scope="module")
-def shared(
-    container_factory: ContainerFactory, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SharedContainers]:
-    """The module's shared containers, deleted at the end of the module."""
-    made = SharedContainers(container_factory, tmp_path_factory.mktemp("shared"))
-    yield made
-    made.close()
 
 
 # --------------------------------------------------------------------------- devices
