@@ -111,13 +111,13 @@ DEFECTS = (
     Defect(
         "kill-always-sigkill",
         ("RT-OP-KILL-4",),
-        ("test_operations.py::test_kill_sends_the_signal_asked_for",),
+        ("test_operations_start_kill.py::test_kill_sends_the_signal_asked_for",),
     ),
     Defect(
         "delete-always-forced",
         ("RT-OP-DELETE-3",),
         (
-            "test_operations.py::"
+            "test_operations_delete.py::"
             "test_delete_unless_stopped_is_an_error_and_changes_nothing[running]",
         ),
     ),
@@ -125,7 +125,7 @@ DEFECTS = (
         "state-created-says-running",
         ("RT-OP-STATE-3", "RT-STATE-STATUS-2"),
         (
-            "test_operations.py::test_state_is_the_spec_state_document[created]",
+            "test_operations_state.py::test_state_is_the_spec_state_document[created]",
             "test_lifecycle.py::test_lifecycle_follows_the_spec",
         ),
     ),
@@ -133,7 +133,7 @@ DEFECTS = (
         "state-wrong-pid",
         ("RT-OP-STATE-3", "RT-STATE-PID-1"),
         (
-            "test_operations.py::test_state_is_the_spec_state_document[running]",
+            "test_operations_state.py::test_state_is_the_spec_state_document[running]",
             "test_lifecycle.py::test_lifecycle_follows_the_spec",
         ),
     ),

@@ -175,3 +175,19 @@ def removing_cgroups(names: Sequence[str]) -> Iterator[None]:
                 if set(names) & set(Path(directory).parts):
                     with contextlib.suppress(OSError):  # busy, or gone already
                         os.rmdir(directory)
+
+
+def cgroup_dirs(pid: int) -> list[Path]:
+    """The cgroup directories of process ``pid`` that are not also the test's own,
+    in every mounted hierarchy (cgroup v1, v2 or both)."""
+    v1, unified = cgroup_mounts()
+    own = set(Path("/proc/self/cgroup").read_text().splitlines())
+    dirs = []
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        if line in own:
+            continue
+        _, controllers, path = line.split(":", 2)
+        mount = v1.get(controllers.split(",")[0]) if controllers else unified
+        if mount is not None and path != "/":
+            dirs.append(under(mount, path))
+    return [d for d in dirs if d.is_dir()]

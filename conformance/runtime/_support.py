@@ -176,8 +176,11 @@ def lines(path: Path) -> list[str]:
 
 
 def root_entries(adapter: RuntimeAdapter) -> set[str] | None:
-    """What the runtime keeps in its state root, where that is a directory."""
+    """What the runtime keeps in its state root, where that is a directory (none while
+    it does not exist: a runtime may make it on its first command, even a refused one)."""
     try:
         return set(os.listdir(adapter.root))
-    except (FileNotFoundError, NotADirectoryError):
+    except FileNotFoundError:
+        return set()
+    except NotADirectoryError:
         return None

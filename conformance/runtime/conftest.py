@@ -1,6 +1,7 @@
 """Fixtures of the runtime suite, each made once per test module that uses it: the
 shared containers and rootfs defined here, and those of an area defined beside its
-helpers (host trees for the filesystem modules in ``_mounts``)."""
+helpers (host trees for the filesystem modules in ``_mounts``, probe containers for the
+operations modules in ``_probe``)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,19 @@ import pytest
 from pytest_containers.runtime import ContainerFactory
 
 from ._mounts import fs_host, host_tree, locked_tree
+from ._probe import fresh_id, probe_bundle, probed
 from ._shared import SharedContainers
 
-__all__ = ["fs_host", "host_tree", "locked_tree", "rootfs", "shared"]
+__all__ = [
+    "fresh_id",
+    "fs_host",
+    "host_tree",
+    "locked_tree",
+    "probe_bundle",
+    "probed",
+    "rootfs",
+    "shared",
+]
 
 
 @pytest.fixture(scope="module")
