@@ -23,7 +23,8 @@ from pytest_containers.errors import ContainersError, RuntimeCommandError
 from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
 
-from ._support import expressible, share
+from ._examples import share
+from ._support import expressible
 
 # How a setting maps to its cgroup file rarely depends on the value: 2 examples in ci.
 MAPPING = share(0.4)

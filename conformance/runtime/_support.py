@@ -10,8 +10,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from hypothesis import Phase, settings
-
 from pytest_containers.adapters import CREATED_PROCESS, RuntimeAdapter, require
 from pytest_containers.adapters.handle import Container
 from pytest_containers.errors import ContainerNotFoundError, ContainersError, NotApplicableError
@@ -23,15 +21,6 @@ Edit = Callable[[Config], None]
 
 TIMEOUT = 15.0
 """Seconds to wait for a program to react (start, a signal, an exit)."""
-
-# Every example makes a container: shrinking a failure would cost tens of seconds of
-# containers for little gain, so failures are reported as generated.
-FIRST_FAILURE = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
-
-
-def share(fraction: float) -> settings:
-    """A share of the profile's examples (``ci`` 5, ``thorough`` 60), at least one."""
-    return settings(FIRST_FAILURE, max_examples=max(1, round(settings().max_examples * fraction)))
 
 
 @contextlib.contextmanager
