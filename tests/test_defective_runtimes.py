@@ -87,7 +87,7 @@ DEFECTS = (
     Defect(
         "all-capabilities",
         ("RT-PROC-CAPS-1", "RT-PROC-CAPS-2", "RT-PROC-CAPS-3"),
-        ("test_process.py::test_the_capability_sets_are_the_configured_ones",),
+        ("test_process_capabilities.py::test_the_capability_sets_are_the_configured_ones",),
     ),
     Defect("no-hostname", ("RT-UTS-HOSTNAME-1",), ("test_isolation_uts.py::test_host_name",)),
     Defect(
@@ -101,7 +101,7 @@ DEFECTS = (
     Defect(
         "no-rlimits",
         ("RT-PROC-RLIMIT-2",),
-        ("test_process.py::test_getrlimit_returns_the_configured_soft_and_hard_values",),
+        ("test_process_rlimits.py::test_getrlimit_returns_the_configured_soft_and_hard_values",),
     ),
     Defect(
         "ignores-uid",
