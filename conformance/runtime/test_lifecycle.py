@@ -55,7 +55,7 @@ from pytest_containers.requirements import not_applicable
 from pytest_containers.runtime import ContainerFactory
 from reference_runtime.rootfs_builder import make_bundle
 
-from ._support import refused, sees
+from ._support import TIMEOUT, eventually, lines, refused, root_entries, sees
 
 CREATED, RUNNING, STOPPED = "created", "running", "stopped"
 DELETED = "deleted"  # the model's own word for "no longer known to the runtime"
@@ -68,9 +68,6 @@ PROBE = "/probe"
 
 TRAPPED = ("HUP", "USR1", "USR2")
 """Signals the program records and survives."""
-
-TIMEOUT = 15.0
-"""Seconds to wait for a program to react (start, a signal, an exit)."""
 
 SIGKILL_STATUS = 128 + 9
 
@@ -87,23 +84,6 @@ def probe_program(exit_code: int) -> list[str]:
         f"echo started >> {PROBE}/started; "
         "while :; do sleep 0.1; done",
     ]
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-
-
-def eventually(check: Callable[[], bool], message: str, timeout: float = TIMEOUT) -> None:
-    """Poll ``check`` until it holds; ``AssertionError(message)`` after ``timeout``."""
-    __tracebackhide__ = True
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} (waited {timeout:.0f}s)")
-        time.sleep(0.02)
 
 
 @dataclass(eq=False)
@@ -223,7 +203,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         assert c.probe.is_dir(), (
             f"RT-OP-DELETE-5: {verb} of {c.id} removed its bind-mount source {c.probe}"
         )
-        assert _lines(c.started_file) == (["started"] if c.started else []), (
+        assert lines(c.started_file) == (["started"] if c.started else []), (
             f"RT-OP-DELETE-5: {verb} of {c.id} changed the files of its bind-mount source"
         )
         c.status = DELETED
@@ -278,7 +258,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.adapter.start(c.id)
         c.status, c.started = RUNNING, True
         eventually(
-            lambda: bool(_lines(c.started_file)),  # not exists(): the shell opens, then writes
+            lambda: bool(lines(c.started_file)),  # not exists(): the shell opens, then writes
             f"RT-LIFE-START-1: start of {c.id} returned, but its program never ran",
         )
 
@@ -288,9 +268,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.adapter.kill(c.id, signal)
         c.signals.append(signal)
         eventually(
-            lambda: _lines(c.signals_file) == c.signals,
+            lambda: lines(c.signals_file) == c.signals,
             f"RT-OP-KILL-4: {c.id} should have received {c.signals}, "
-            f"it recorded {_lines(c.signals_file)}",
+            f"it recorded {lines(c.signals_file)}",
         )
 
     @precondition(lambda self: self.count(RUNNING))
@@ -434,7 +414,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         for c in self.model:
             if c.status == DELETED:
                 continue
-            ran = _lines(c.started_file)
+            ran = lines(c.started_file)
             if not c.started:
                 assert ran == [], f"RT-LIFE-CREATE-3: {c.id} was never started, yet it ran: {ran}"
             else:
@@ -444,7 +424,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def signals_arrived_as_sent(self) -> None:
         for c in self.model:
             if c.status != DELETED:
-                got = _lines(c.signals_file)
+                got = lines(c.signals_file)
                 assert got == c.signals, f"RT-OP-KILL-4: {c.id} got {got}, sent {c.signals}"
 
     def teardown(self) -> None:
@@ -563,8 +543,8 @@ def test_config_changes_after_create_do_not_reach_the_container(
             "org.example.version": "1"
         }, "RT-LIFE-CREATE-4: the state took the annotations of the rewritten config.json"
         adapter.start(handle.id)
-        eventually(lambda: bool(_lines(probe / "started")), "the program never ran")
-        assert _lines(probe / "started") == ["original hello"], (
+        eventually(lambda: bool(lines(probe / "started")), "the program never ran")
+        assert lines(probe / "started") == ["original hello"], (
             "RT-LIFE-CREATE-4: start ran the process of config.json as rewritten after create"
         )
     finally:
@@ -584,13 +564,13 @@ def test_an_environment_that_cannot_be_made_is_an_error_and_leaves_nothing(
     )
     bundle = make_bundle(tmp_path / "bundle", config=config)
     cid = container_factory.ledger.unique_name("pc")
-    before = _root_entries(adapter)
+    before = root_entries(adapter)
     try:
         with refused("RT-LIFE-CREATE-2", "create with a bind mount of a missing source"):
             adapter.create(cid, bundle)
         with refused("RT-LIFE-ERR-1", f"state of {cid} after its create failed"):
             adapter.state(cid)
-        assert _root_entries(adapter) == before, (
+        assert root_entries(adapter) == before, (
             "RT-LIFE-ERR-1: the failed create left state behind in the runtime's root"
         )
         time.sleep(0.2)
@@ -598,11 +578,3 @@ def test_an_environment_that_cannot_be_made_is_an_error_and_leaves_nothing(
     finally:
         with contextlib.suppress(ContainerNotFoundError):  # the usual case: never made
             adapter.delete(cid, force=True)
-
-
-def _root_entries(adapter: RuntimeAdapter) -> set[str] | None:
-    """What the runtime keeps in its state root, where that is a directory."""
-    try:
-        return set(os.listdir(adapter.root))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
