@@ -1,7 +1,7 @@
 """Fixtures of the runtime suite, each made once per test module that uses it: the
 shared containers and rootfs defined here, and those of an area defined beside its
 helpers (host trees for the filesystem modules in ``_mounts``, probe containers for the
-operations modules in ``_probe``)."""
+operations modules in ``_probe``, the hook bench in ``_hooks``)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import pytest
 
 from pytest_containers.runtime import ContainerFactory
 
+from ._hooks import bench
 from ._mounts import fs_host, host_tree, locked_tree
 from ._probe import fresh_id, probe_bundle, probed
 from ._shared import SharedContainers
 
 __all__ = [
+    "bench",
     "fresh_id",
     "fs_host",
     "host_tree",
