@@ -12,28 +12,36 @@ import json
 import os
 import shutil
 import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from pytest_containers.adapters import (
     CREATED_PROCESS,
     HOOKS,
     JOIN_NAMESPACE_PATH,
+    TERMINAL,
     ExecResult,
     RuntimeAdapter,
+    Terminal,
+    TerminalAdapter,
+    WarningsAdapter,
     bundle_config,
     require,
+    terminal_of,
+    warnings_of,
 )
 from pytest_containers.adapters.docker import (
     IMAGE_REPOSITORY,
     LABEL_SESSION,
     DockerAdapter,
-    check_expressible,
-    inexpressible,
 )
+from pytest_containers.adapters.docker_attach import attachable
+from pytest_containers.adapters.docker_fields import check_expressible, inexpressible
 from pytest_containers.adapters.dockerd import DockerDaemon
 from pytest_containers.adapters.engine import engine_options
 from pytest_containers.errors import (
@@ -249,11 +257,22 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return edit
 
 
+def _on_terminal(edit: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def both(config: dict[str, Any]) -> None:
+        config["process"]["terminal"] = True
+        edit(config)
+
+    return both
+
+
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
         (_set("process.user.umask", 0o22), "process.user.umask"),
-        (_set("process.terminal", True), "process.terminal"),
+        (_set("process.terminal", True), None),
+        (_set("process.consoleSize", {"height": 30, "width": 90}), None),  # no terminal
+        (_on_terminal(_set("process.consoleSize", {"height": 30, "width": 90})),
+         "process.consoleSize"),
         (_set("process.scheduler", {"policy": "SCHED_BATCH"}), "process.scheduler"),
         (_set("process.ioPriority", {"class": "IOPRIO_CLASS_IDLE"}), "process.ioPriority"),
         (_set("domainname", "example.org"), "domainname"),
@@ -262,10 +281,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         (_set("linux.devices", [{"path": "/dev/fuse", "type": "c"}]), "linux.devices"),
         (_set("linux.cgroupsPath", "/pc-demo"), "linux.cgroupsPath"),
         (_set("linux.resources.memory.swappiness", 0), "linux.resources.memory.swappiness"),
-        (
-            _set("linux.resources.memory.disableOOMKiller", True),
-            "linux.resources.memory.disableOOMKiller",
-        ),
+        (_set("linux.resources.memory.disableOOMKiller", True), None),
         (_set("linux.resources.cpu.realtimeRuntime", 1000), "linux.resources.cpu.realtimeRuntime"),
         (_set("linux.resources.pids", {"limit": 5}), None),
         (
@@ -362,3 +378,168 @@ def test_container_fixture_on_docker(
     result.assert_outcomes(passed=2)
     result.stdout.no_fnmatch_line("*leaked*")
     assert not list(ledger_root.glob("*/*.json"))
+
+
+# ------------------------------------------------------------------ terminals
+
+
+def _on_a_terminal(bundle: Path, **process: Any) -> Path:
+    """Set ``process.terminal`` (and any other process fields) in the bundle's config."""
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"].update(terminal=True, **process)
+    (bundle / "config.json").write_text(json.dumps(config))
+    return bundle
+
+
+def test_terminal_carries_output_and_typed_input(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    """The program's stdio are one pty; what it writes arrives through the attach stream
+    (``\\n`` as ``\\r\\n``), and a line typed into it is read from stdin and echoed."""
+    script = (
+        "for fd in 0 1 2; do [ -t $fd ] && echo tty$fd; done; echo err >&2; "
+        'read -r line; echo "got=$line"; exit 4'
+    )
+    name = cid()
+    adapter.create(name, _on_a_terminal(make(["sh", "-c", script])))
+    try:
+        assert isinstance(adapter, TerminalAdapter) and TERMINAL not in adapter.unsupported
+        terminal = terminal_of(adapter, name)
+        assert isinstance(terminal, Terminal)
+        adapter.start(name)
+        terminal.read_until("err\r\n", timeout=30)
+        terminal.write("typed words\n")
+        text = terminal.read_until("got=typed words\r\n", timeout=30)
+        assert adapter.wait(name, timeout=30) == 4
+        assert text.startswith("tty0\r\ntty1\r\ntty2\r\nerr\r\n"), text
+        assert "typed words\r\n" in text.removesuffix("got=typed words\r\n"), "no echo"
+        terminal.read_all(timeout=10)
+        assert terminal.closed, "the Engine did not end the attach stream at the exit"
+    finally:
+        adapter.delete(name, force=True)
+    assert terminal.fd == -1, "delete closes the terminal"
+    with pytest.raises(RuntimeCommandError, match=r"process\.terminal"):
+        adapter.terminal(name)
+
+
+def test_terminal_size_is_the_ptys(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    """``size`` reads the container's pty: it follows a resize made through the Engine,
+    and the program inside sees the same."""
+    name = cid()
+    adapter.create(name, _on_a_terminal(make(["sh", "-c", "read -r _; stty size"])))
+    try:
+        adapter.start(name)
+        adapter.client.api.resize(name, 31, 97)
+        terminal = adapter.terminal(name)
+        assert terminal.size() == (31, 97)
+        terminal.write("go\n")
+        assert adapter.wait(name, timeout=30) == 0
+        assert "31 97\r\n" in terminal.read_all(timeout=10)
+        with pytest.raises(RuntimeCommandError, match="no process"):
+            terminal.size()  # the pty went with the container's process
+    finally:
+        adapter.delete(name, force=True)
+
+
+def test_run_copies_the_terminal_to_stdout(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str], tmp_path: Path
+) -> None:
+    bundle = _on_a_terminal(make(["sh", "-c", "[ -t 1 ] && echo on-a-tty; exit 3"]))
+    with open(tmp_path / "out", "w+b") as out:
+        began = time.monotonic()
+        assert adapter.run(cid(), bundle, stdio=(0, out.fileno(), out.fileno())) == 3
+        assert time.monotonic() - began < 60
+    assert (tmp_path / "out").read_bytes() == b"on-a-tty\r\n"
+
+
+def test_no_terminal_without_process_terminal(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    name = cid()
+    adapter.create(name, make(["sleep", "30"]))
+    try:
+        with pytest.raises(RuntimeCommandError, match=r"not created with process\.terminal"):
+            terminal_of(adapter, name)
+        adapter.start(name)
+        with pytest.raises(TimeoutError, match="still running"):
+            adapter.wait(name, timeout=0)
+    finally:
+        adapter.delete(name, force=True)
+
+
+def test_console_size_is_not_applicable_on_a_terminal(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    """The Engine sizes a terminal only after start: refused, naming the field, and
+    nothing made."""
+    name = cid()
+    bundle = _on_a_terminal(make(["true"]), consoleSize={"height": 30, "width": 90})
+    with pytest.raises(NotApplicableError, match=r"process\.consoleSize.*after start"):
+        adapter.create(name, bundle)
+    with pytest.raises(ContainerNotFoundError):
+        adapter.state(name)
+
+
+def test_attach_needs_a_plain_socket() -> None:
+    """Over TLS the stream is no descriptor to read: terminals are not applicable there."""
+    plain = docker.APIClient(base_url="tcp://127.0.0.1:9", version="1.41")
+    tls = docker.APIClient(base_url="tcp://127.0.0.1:9", tls=True, version="1.41")
+    local = docker.APIClient(base_url="unix:///run/pc-none.sock", version="1.41")
+    try:
+        assert [attachable(c) for c in (plain, tls, local)] == [True, False, True]
+    finally:
+        for client in (plain, tls, local):
+            client.close()
+
+
+# ------------------------------------------------------------------ warnings
+
+
+def test_warnings_are_the_engines_answer_to_create(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    """disableOOMKiller without a memory limit: the Engine creates the container and
+    warns; the warning is the adapter's until its next verb."""
+    assert isinstance(adapter, WarningsAdapter)
+    bundle = make(["sh", "-c", "head -n1 /sys/fs/cgroup/memory/memory.oom_control"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["linux"]["resources"] = {"memory": {"disableOOMKiller": True}}
+    (bundle / "config.json").write_text(json.dumps(config))
+    name = cid()
+    adapter.create(name, bundle)
+    try:
+        [warning] = warnings_of(adapter)
+        assert "OOM killer is disabled" in warning and "no memory limit" in warning
+        adapter.start(name)
+        assert warnings_of(adapter) == []
+        assert adapter.wait(name, timeout=30) == 0
+        logs = adapter.client.containers.get(name).logs().decode()
+        if os.path.isdir("/sys/fs/cgroup/memory"):  # cgroup v1: the Engine applied it
+            assert logs == "oom_kill_disable 1\n"
+    finally:
+        adapter.delete(name, force=True)
+    plain = make(["true"])
+    assert adapter.run(cid(), plain) == 0 and adapter.warnings() == []
+    assert adapter.run(cid(), bundle) == 0
+    assert any("OOM killer is disabled" in w for w in adapter.warnings()), "run keeps create's"
+
+
+def test_an_unknown_capability_is_refused_not_warned(
+    adapter: DockerAdapter, make: Callable[..., Path], cid: Callable[[], str]
+) -> None:
+    """config.md: a capability that cannot be mapped MUST be logged as a warning. The
+    Engine refuses the create with an error instead (RT-PROC-CAPS-6), and makes nothing."""
+    bundle = make(["true"])
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["capabilities"] = {
+        kind: ["CAP_KILL", "CAP_PC_NO_SUCH"] for kind in ("bounding", "effective", "permitted")
+    }
+    (bundle / "config.json").write_text(json.dumps(config))
+    name = cid()
+    with pytest.raises(RuntimeCommandError, match='unknown capability: "CAP_PC_NO_SUCH"'):
+        adapter.create(name, bundle)
+    assert adapter.warnings() == []
+    with pytest.raises(ContainerNotFoundError):
+        adapter.state(name)

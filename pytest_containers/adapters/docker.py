@@ -9,6 +9,13 @@ Engine API cannot say (hooks, joining a namespace by path, user namespaces...) r
 (``inexpressible``), naming the field: the container would run without it, and a test
 of it would pass or fail for the wrong reason. Everything the adapter makes carries the label
 ``pytest-containers.session=<ledger tag>``; ``delete`` removes the container.
+
+``process.terminal`` becomes ``Tty`` and ``OpenStdin``: the adapter attaches to the
+container before ``start`` and ``terminal(id)`` reads and writes its pty through that
+stream (``docker_attach``). ``consoleSize`` is not applicable: the Engine sizes a
+terminal only by a resize after ``start``, when the program may already have read it
+(and, with API 1.41, ignores ``HostConfig.ConsoleSize`` on Linux). ``warnings()`` are
+the ``Warnings`` of the Engine's answer to the last verb (only ``create`` has any).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
+from docker.models.containers import RUN_CREATE_KWARGS, RUN_HOST_CONFIG_KWARGS
 
 from reference_runtime.rootfs_builder import cache_root, export_tarball
 
@@ -41,12 +49,16 @@ from .base import (
     HOOKS,
     JOIN_NAMESPACE_PATH,
     STDIO,
+    TERMINAL,
     USER_NAMESPACE,
     ExecResult,
     Stdio,
     signal_number,
 )
-from .engine import ENGINE_MOUNTS, LABEL_ANNOTATION, engine_options
+from .console import Terminal, run_on_terminal, wants_terminal
+from .docker_attach import AttachedTerminals, attachable
+from .docker_fields import check_expressible
+from .engine import LABEL_ANNOTATION, engine_options
 
 NAME = "docker"
 IMAGE_REPOSITORY = "pytest-containers/rootfs"
@@ -64,59 +76,10 @@ UNSUPPORTED = {
     STDIO: "the Engine keeps a container's output in its log driver; the adapter copies it "
     "to the stdio descriptors once the container has exited, and stdin is /dev/null",
 }
-
-# What the Engine itself masks and makes read-only in every container (moby's defaults):
-# a config asking for no more than these is what the Engine does anyway.
-ENGINE_MASKED_PATHS = frozenset({
-    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
-    "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
-    "/proc/timer_stats", "/sys/devices/virtual/powercap", "/sys/firmware",
-})  # fmt: skip
-ENGINE_READONLY_PATHS = frozenset(
-    {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+NO_PLAIN_ATTACH = (
+    "the Engine is reached over TLS, ssh or a named pipe, whose attach stream the "
+    "adapter cannot hand out as a terminal descriptor"
 )
-# The device cgroup rule of every default config: deny all (the Engine then allows its own).
-_DENY_ALL_DEVICES = [{"allow": False, "access": "rwm"}]
-# Fields engine_options has no Engine option for, as (path in config.json, what it is).
-_UNMAPPED = (
-    (("process", "terminal"), "a terminal"),
-    (("process", "consoleSize"), "a console size"),
-    (("process", "user", "umask"), "a umask"),
-    (("process", "apparmorProfile"), "an AppArmor profile"),
-    (("process", "selinuxLabel"), "an SELinux label"),
-    (("process", "scheduler"), "a scheduling policy"),
-    (("process", "ioPriority"), "an I/O priority"),
-    (("process", "execCPUAffinity"), "a CPU affinity"),
-    (("domainname",), "a domain name"),
-    (("linux", "devices"), "devices"),
-    (("linux", "seccomp"), "a seccomp filter (the Engine applies its own profile)"),
-    (("linux", "personality"), "a personality"),
-    (("linux", "cgroupsPath"), "a cgroup path"),
-    (("linux", "rootfsPropagation"), "a root propagation"),
-    (("linux", "mountLabel"), "a mount label"),
-    (("linux", "intelRdt"), "Intel RDT"),
-    (("linux", "timeOffsets"), "time offsets"),
-    (("linux", "uidMappings"), "uid mappings"),
-    (("linux", "gidMappings"), "gid mappings"),
-    (("linux", "resources", "memory", "kernel"), "a kernel memory limit"),
-    (("linux", "resources", "memory", "kernelTCP"), "a kernel TCP memory limit"),
-    (("linux", "resources", "memory", "swappiness"), "a swappiness"),
-    (("linux", "resources", "memory", "disableOOMKiller"), "disabling the OOM killer"),
-    (("linux", "resources", "memory", "useHierarchy"), "memory hierarchy accounting"),
-    (("linux", "resources", "memory", "checkBeforeUpdate"), "a checked memory update"),
-    (("linux", "resources", "cpu", "realtimeRuntime"), "a realtime runtime"),
-    (("linux", "resources", "cpu", "realtimePeriod"), "a realtime period"),
-    (("linux", "resources", "cpu", "burst"), "a CPU burst"),
-    (("linux", "resources", "cpu", "idle"), "an idle CPU policy"),
-    (("linux", "resources", "blockIO"), "block I/O limits"),
-    (("linux", "resources", "hugepageLimits"), "huge page limits"),
-    (("linux", "resources", "network"), "network class and priorities"),
-    (("linux", "resources", "rdma"), "RDMA limits"),
-    (("linux", "resources", "unified"), "cgroup v2 files"),
-)
-# Bind mount options the Engine's bind mounts can say.
-_BIND_OPTIONS = frozenset({"bind", "rbind", "ro", "rw"})
-
 # docker's states -> runtime-spec statuses ("paused" is runc's, kept as it is)
 _STATUS = {"created": "created", "running": "running", "restarting": "running", "paused": "paused"}
 
@@ -153,7 +116,11 @@ class DockerAdapter:
             ) from None
         self.root = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         self.session = session
+        if not attachable(self.client.api):
+            self.unsupported = {**UNSUPPORTED, TERMINAL: NO_PLAIN_ATTACH}
         self._stdio: dict[str, Stdio] = {}
+        self._terminals = AttachedTerminals()
+        self._warnings: list[str] = []
 
     def __repr__(self) -> str:
         return f"DockerAdapter({self.root!r}, session={self.session!r})"
@@ -195,10 +162,16 @@ class DockerAdapter:
     def create(
         self, container_id: str, bundle: str | os.PathLike[str], *, stdio: Stdio | None = None
     ) -> None:
+        self._warnings = []
         bundle = Path(bundle).resolve()
         config = json.loads((bundle / "config.json").read_text())
         check_expressible(config)
         options = engine_options(config)
+        terminal = config.get("process", {}).get("terminal") is True
+        if terminal:
+            if TERMINAL in self.unsupported:
+                raise NotApplicableError(TERMINAL, f"{self.name}: {self.unsupported[TERMINAL]}")
+            options.update(tty=True, stdin_open=True)
         image = self.image_for(bundle / config.get("root", {}).get("path", "rootfs"))
         options["labels"] = {
             **options.get("labels", {}),
@@ -206,16 +179,49 @@ class DockerAdapter:
             LABEL_BUNDLE: str(bundle),
             LABEL_OCI_VERSION: str(config.get("ociVersion", "")),
         }
-        with _translated("create", container_id):
-            self.client.containers.create(image, name=container_id, detach=True, **options)
-        if stdio is not None:
+        self._warnings = self._create(image, container_id, options)
+        if terminal:
+            self._attach(container_id)
+        elif stdio is not None:
             self._stdio[container_id] = (os.dup(stdio[0]), os.dup(stdio[1]), os.dup(stdio[2]))
+
+    def _create(self, image: str, container_id: str, options: dict[str, Any]) -> list[str]:
+        """Create through the low-level API, whose answer carries the Engine's warnings."""
+        api = self.client.api
+        create = {k: v for k, v in options.items() if k in RUN_CREATE_KWARGS}
+        host = {k: v for k, v in options.items() if k in RUN_HOST_CONFIG_KWARGS}
+        unknown = set(options) - set(create) - set(host)
+        if unknown:
+            raise TypeError(f"engine options with no Engine API field: {sorted(unknown)}")
+        with _translated("create", container_id):
+            answer = api.create_container(
+                image, name=container_id, host_config=api.create_host_config(**host), **create
+            )
+        return [str(w) for w in answer.get("Warnings") or []]
+
+    def _attach(self, container_id: str) -> None:
+        try:
+            with _translated("attach", container_id):
+                self._terminals.attach(
+                    self.client.api, container_id, lambda: self.host_pid(container_id)
+                )
+        except BaseException:
+            with contextlib.suppress(docker.errors.NotFound):  # removed meanwhile
+                self.client.api.remove_container(container_id, force=True, v=True)
+            raise
+
+    def terminal(self, container_id: str) -> Terminal:
+        return self._terminals.get(container_id)
+
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
 
     def _container(self, verb: str, container_id: str) -> Any:
         with _translated(verb, container_id):
             return self.client.containers.get(container_id)
 
     def start(self, container_id: str) -> None:
+        self._warnings = []  # the Engine's start answers with no body
         container = self._container("start", container_id)
         with _translated("start", container_id):
             container.start()
@@ -241,29 +247,39 @@ class DockerAdapter:
         return state
 
     def kill(self, container_id: str, signal: int | str = _signal.SIGTERM) -> None:
+        self._warnings = []
         number = signal_number(signal)
         container = self._container("kill", container_id)
         with _translated("kill", container_id):
             container.kill(signal=number)
 
     def delete(self, container_id: str, force: bool = False) -> None:
-        container = self._container("delete", container_id)
+        self._warnings = []
+        try:
+            container = self._container("delete", container_id)
+        except ContainerNotFoundError:
+            self._release(container_id)
+            raise
         if container.status == "exited":
             self._copy_output(container_id, container)
         with _translated("delete", container_id):
             container.remove(force=force, v=True)
-        self._release_stdio(container_id)
+        self._release(container_id)
 
     def run(
         self, container_id: str, bundle: str | os.PathLike[str], *, stdio: Stdio | None = None
     ) -> int:
+        if wants_terminal(bundle):
+            return run_on_terminal(self, container_id, bundle, stdio)
         self.create(container_id, bundle, stdio=stdio)
+        warned = self.warnings()
         try:
             self.start(container_id)
             return self.wait(container_id)
         finally:
             with contextlib.suppress(ContainerNotFoundError):  # removed already: fine
                 self.delete(container_id, force=True)
+            self._warnings = warned  # run's warnings are what create was told
 
     def exec(
         self,
@@ -294,6 +310,9 @@ class DockerAdapter:
 
     def wait(self, container_id: str, timeout: float | None = None) -> int:
         container = self._container("wait", container_id)
+        if timeout is not None and timeout <= 0 and container.status != "exited":
+            # requests takes no zero timeout: a look at the state answers at once
+            raise TimeoutError(f"{container_id} is still {container.status}")
         try:
             with _translated("wait", container_id):
                 result = container.wait(timeout=timeout)
@@ -314,86 +333,18 @@ class DockerAdapter:
         os.close(stdio[0])
         self._stdio[container_id] = (-1, stdio[1], stdio[2])  # copied once
 
-    def _release_stdio(self, container_id: str) -> None:
+    def _release(self, container_id: str) -> None:
+        """Close what the adapter kept for the container: stdio copies, its terminal."""
         stdio = self._stdio.pop(container_id, None)
         for fd in set(stdio or ()) - {-1}:
             os.close(fd)
+        self._terminals.drop(container_id)
 
     def close(self) -> None:
         for container_id in list(self._stdio):
-            self._release_stdio(container_id)
+            self._release(container_id)
+        self._terminals.close()
         self.client.close()
-
-
-def check_expressible(config: dict[str, Any]) -> None:
-    """``NotApplicableError`` naming the first field of ``config`` the adapter cannot hand
-    to the Engine (``engine_options`` raises for the rest it cannot say)."""
-    __tracebackhide__ = True
-    found = inexpressible(config)
-    if found is not None:
-        field, what = found
-        raise NotApplicableError(
-            field, f"docker: the adapter has no Engine option for {what} ({field})"
-        )
-
-
-def inexpressible(config: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, what it is) of the first field of ``config`` with no Engine option; None
-    when the Engine can run the config as it says."""
-    for path, what in _UNMAPPED:
-        value = _at(config, path)
-        if not (value is None or value is False or value == [] or value == {} or value == ""):
-            return ".".join(path), what
-    linux = config.get("linux", {})
-    if linux.get("resources", {}).get("devices", _DENY_ALL_DEVICES) != _DENY_ALL_DEVICES:
-        return "linux.resources.devices", "device cgroup rules"
-    for key, allowed in (
-        ("maskedPaths", ENGINE_MASKED_PATHS),
-        ("readonlyPaths", ENGINE_READONLY_PATHS),
-    ):
-        extra = sorted(set(linux.get(key, [])) - allowed)
-        if extra:
-            return f"linux.{key}", f"paths beyond the Engine's own: {', '.join(extra)}"
-    return _capabilities_problem(config.get("process", {})) or _mounts_problem(config)
-
-
-def _capabilities_problem(process: dict[str, Any]) -> tuple[str, str] | None:
-    # The Engine takes one set, the bounding set (as cap_add), and gives it to root as
-    # effective and permitted too; inheritable stays empty, and so ambient (the kernel
-    # raises only what is also inheritable). What it gives another user is its own affair.
-    caps = process.get("capabilities")
-    if caps is None:
-        return None
-    if process.get("user", {}).get("uid", 0) == 0:
-        bounding = set(caps.get("bounding", []))
-        for kind in ("effective", "permitted"):
-            if set(caps.get(kind, [])) != bounding:
-                return (
-                    f"process.capabilities.{kind}",
-                    f"the {kind} set differing from the bounding set",
-                )
-    if caps.get("inheritable"):
-        return "process.capabilities.inheritable", "an inheritable set"
-    return None
-
-
-def _mounts_problem(config: dict[str, Any]) -> tuple[str, str] | None:
-    for i, mount in enumerate(config.get("mounts", [])):
-        options = set(mount.get("options", []))
-        bind = mount.get("type") == "bind" or bool(options & {"bind", "rbind"})
-        if mount.get("destination") not in ENGINE_MOUNTS and bind and options - _BIND_OPTIONS:
-            extra = ", ".join(sorted(options - _BIND_OPTIONS))
-            return f"mounts[{i}].options", f"bind mount options {extra}"
-    return None
-
-
-def _at(config: dict[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = config
-    for key in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
 
 
 def rootfs_digest(rootfs: Path) -> str:

@@ -95,6 +95,8 @@ def _resource_options(resources: dict[str, Any]) -> dict[str, Any]:
     ):
         if memory.get(key) is not None:
             options[option] = int(memory[key])
+    if memory.get("disableOOMKiller"):
+        options["oom_kill_disable"] = True
     if resources.get("pids", {}).get("limit") is not None:
         options["pids_limit"] = int(resources["pids"]["limit"])
     cpu = resources.get("cpu", {})
