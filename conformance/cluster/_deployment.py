@@ -58,7 +58,8 @@ def version_of(p: Any) -> str:
 @dataclass(frozen=True)
 class Goal:
     """What the Deployment should reach: ``replicas`` ready pods of template ``version``,
-    none on the ``avoid`` nodes; ``back`` maps nodes to when their fault ended."""
+    none on the ``avoid`` nodes; ``back`` maps nodes to when their last fault ended (their
+    agents must have renewed their Leases since, unless they are avoided)."""
 
     replicas: int
     version: int
@@ -237,7 +238,11 @@ class Deployment:
         elif not all(version_of(p) == version for p in pods):
             view.why = "pods of older templates"
         else:
-            back = [n for n, when in goal.back.items() if not self._renewed_since(n, when)]
+            back = [
+                n
+                for n, when in goal.back.items()
+                if n not in goal.avoid and not self._renewed_since(n, when)
+            ]
             if back:
                 view.why = f"the agents of {', '.join(sorted(back))} are not back yet"
         return view

@@ -154,17 +154,25 @@ class Machine(RuleBasedStateMachine):
     def restart_api_server(self) -> None:
         self.env.adapter.restart_api_server()
 
-    @precondition(
-        lambda self: bool(self.down or self.cut) and len(self.down | self.cut) < len(self.nodes)
-    )
+    def lost_some(self) -> bool:
+        """Some nodes are lost, and some are left to take their pods."""
+        return bool(self.down or self.cut) and len(self.down | self.cut) < len(self.nodes)
+
+    @precondition(lambda self: self.lost_some())
     @rule()
     def failover(self) -> None:
         """Nodes stay lost: their pods are replaced on the nodes that are left."""
+        self._failover()
+
+    def _failover(self) -> None:
         self.stable(self.goal(frozenset(self.down | self.cut)), FAILOVER_TIMEOUT)
 
     @rule()
     def settle(self) -> None:
-        """Faults end; the desired state stays fixed: the cluster reaches it and stays."""
+        """The lost nodes' pods move first (``failover``); then the faults end and, with the
+        desired state fixed, the cluster reaches it and stays there."""
+        if self.lost_some():
+            self._failover()
         self.end_faults()
         self.stable(self.goal(), CONVERGE_TIMEOUT)
 
@@ -190,12 +198,13 @@ class Machine(RuleBasedStateMachine):
             self.check_surge(self.deployment.look(self.goal()))
 
     def teardown(self) -> None:
-        """Every example ends as ``settle`` does; then the Deployment is removed."""
+        """Every example ends with ``settle``; then every node is back and the Deployment
+        is removed."""
         try:
-            self.end_faults()
             if self.created:
-                self.stable(self.goal(), CONVERGE_TIMEOUT)
+                self.settle()
         finally:
+            self.end_faults()
             self.deployment.remove()
 
 
