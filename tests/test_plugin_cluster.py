@@ -138,3 +138,22 @@ def test_kubeconfig_mode_against_a_running_cluster(
     env = json.loads((pytester.path / "r.json").read_text())
     assert "kubeconfig" in json.dumps(env)
     assert made.core().list_namespace().items  # the cluster is still up: not ours to remove
+
+
+def test_the_session_cluster_has_three_node_agents_to_fault(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from pytest_containers.clusters import NODE_FAULTS
+
+        def test_shape(cluster):
+            assert cluster.kind == "reference"
+            assert cluster.fault_nodes() == [f"reference-node-{i}" for i in (1, 2, 3)]
+            assert set(NODE_FAULTS) | {"restart_api_server"} <= cluster.faults
+            node = cluster.fault_nodes()[0]
+            cluster.partition_node(node)
+            cluster.heal_node(node)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "leaked" not in result.stdout.str()
