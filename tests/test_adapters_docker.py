@@ -543,3 +543,25 @@ def test_an_unknown_capability_is_refused_not_warned(
     assert adapter.warnings() == []
     with pytest.raises(ContainerNotFoundError):
         adapter.state(name)
+
+
+def test_an_empty_id_names_no_container_and_leaves_nothing(
+    docker_host: str, make: Callable[..., Path], request: pytest.FixtureRequest
+) -> None:
+    # The Engine names a container itself when the name is empty: the adapter lets that
+    # show (create succeeds, as the Engine does), and removes the container at close.
+    tag = ledger(request.config).tag
+    adapter = DockerAdapter(docker_host, session=tag)
+    try:
+        adapter.create("", make(["true"]))
+        for verb in (adapter.state, adapter.start, adapter.delete):
+            with pytest.raises(ContainerNotFoundError, match="no container has an empty ID"):
+                verb("")
+    finally:
+        adapter.close()
+    probe = docker.DockerClient(base_url=docker_host)
+    try:
+        left = probe.containers.list(all=True, filters={"label": f"{LABEL_SESSION}={tag}"})
+    finally:
+        probe.close()
+    assert left == []

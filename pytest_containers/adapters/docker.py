@@ -121,6 +121,9 @@ class DockerAdapter:
         self._stdio: dict[str, Stdio] = {}
         self._terminals = AttachedTerminals()
         self._warnings: list[str] = []
+        # containers made for an empty ID, which the Engine names itself: nothing else
+        # can name them to delete them, so close() does
+        self._unnamed: list[str] = []
 
     def __repr__(self) -> str:
         return f"DockerAdapter({self.root!r}, session={self.session!r})"
@@ -197,6 +200,8 @@ class DockerAdapter:
             answer = api.create_container(
                 image, name=container_id, host_config=api.create_host_config(**host), **create
             )
+        if not container_id:
+            self._unnamed.append(str(answer["Id"]))
         return [str(w) for w in answer.get("Warnings") or []]
 
     def _attach(self, container_id: str) -> None:
@@ -217,6 +222,8 @@ class DockerAdapter:
         return list(self._warnings)
 
     def _container(self, verb: str, container_id: str) -> Any:
+        if not container_id:  # the SDK would raise NullResource
+            raise ContainerNotFoundError(verb, container_id, "no container has an empty ID")
         with _translated(verb, container_id):
             return self.client.containers.get(container_id)
 
@@ -344,6 +351,10 @@ class DockerAdapter:
         for container_id in list(self._stdio):
             self._release(container_id)
         self._terminals.close()
+        for unnamed in self._unnamed:
+            with contextlib.suppress(docker.errors.NotFound):  # removed already
+                self.client.api.remove_container(unnamed, force=True, v=True)
+        self._unnamed.clear()
         self.client.close()
 
 
