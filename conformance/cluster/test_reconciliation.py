@@ -23,7 +23,7 @@ lacks are not drawn. A failure prints the shrunk schedule as steps to paste.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -76,6 +76,7 @@ class Machine(RuleBasedStateMachine):
         self.cut: set[str] = set()  # partitioned nodes
         self.back: dict[str, float] = {}  # node -> when its fault ended (epoch seconds)
         self.created = False
+        self.failed = False  # a step failed: the example is over
 
     # -- the model ----------------------------------------------------------------------
 
@@ -91,9 +92,17 @@ class Machine(RuleBasedStateMachine):
         )
 
     def stable(self, goal: Goal, timeout: float) -> None:
-        self.deployment.hold(goal, timeout, self.check_surge)
+        self.hold(goal, timeout, self.check_surge)
         self.ceiling = self.replicas
         self.back.clear()
+
+    def hold(self, goal: Goal, timeout: float, check: Callable[[View], None]) -> None:
+        """``Deployment.hold``; a failure is remembered, so teardown does not wait again."""
+        try:
+            self.deployment.hold(goal, timeout, check)
+        except AssertionError:
+            self.failed = True
+            raise
 
     def end_faults(self) -> None:
         for node in sorted(self.cut):
@@ -139,7 +148,7 @@ class Machine(RuleBasedStateMachine):
                 f"replicas {self.replicas} - maxUnavailable {self.unavailable}"
             )
 
-        self.deployment.hold(self.goal(), ROLLOUT_TIMEOUT, keeps_floor)
+        self.hold(self.goal(), ROLLOUT_TIMEOUT, keeps_floor)
         self.ceiling = self.replicas
 
     @rule(nth=st.integers(0, 4))
@@ -201,7 +210,7 @@ class Machine(RuleBasedStateMachine):
         """Every example ends with ``settle``; then every node is back and the Deployment
         is removed."""
         try:
-            if self.created:
+            if self.created and not self.failed:
                 self.settle()
         finally:
             self.end_faults()
