@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
+from reference_runtime.cluster.agent.podstatus import merge_status
 from reference_runtime.cluster.handle import ClusterHandle
 from reference_runtime.cluster.nodehost import cgroup_mounts
 from reference_runtime.cluster.testing import KUBECTL
@@ -306,6 +307,77 @@ def test_partition_and_heal(cluster: ClusterHandle, core: client.CoreV1Api) -> N
     finally:
         cluster.heal_node(node)
     _until(lambda: _node_ready(core, node) == "True", what="healed node Ready")
+
+
+def _readiness(core: client.CoreV1Api, name: str) -> tuple[str, str, bool]:
+    """The pod's Ready and ContainersReady conditions and its container's ``ready``."""
+    status = _status(core, name)
+    conditions = {c.type: c.status for c in status.conditions or []}
+    ready = bool(status.container_statuses) and status.container_statuses[0].ready
+    return conditions.get("Ready", ""), conditions.get("ContainersReady", ""), ready
+
+
+def test_merge_status_writes_only_differences() -> None:
+    since = "2024-01-01T00:00:00Z"
+    api = {
+        "phase": "Running",
+        "conditions": [
+            {"type": "Ready", "status": "False", "lastTransitionTime": since},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": since},
+            {"type": "example.com/gate", "status": "True"},
+        ],
+        "containerStatuses": [{"name": "c", "ready": True, "lastState": {}}],
+    }
+    wanted = {
+        "phase": "Running",
+        "conditions": {"Ready": "False", "PodScheduled": "True"},
+        "containerStatuses": [{"name": "c", "ready": True, "lastState": {}, "x": None}],
+    }
+    assert merge_status(wanted, api, 0.0) is None
+    merged = merge_status(
+        {**wanted, "conditions": {"Ready": "True", "PodScheduled": "True"}}, api, 0.0
+    )
+    assert merged is not None
+    conditions = {
+        c["type"]: (c["status"], c.get("lastTransitionTime")) for c in merged["conditions"]
+    }
+    assert conditions == {
+        "Ready": ("True", "1970-01-01T00:00:00Z"),
+        "PodScheduled": ("True", since),
+        "example.com/gate": ("True", None),
+    }
+    assert merge_status({**wanted, "phase": "Failed"}, api, 0.0) is not None
+
+
+@pytest.mark.parametrize("fault", ["partition", "stop"])
+def test_pod_ready_again_after_node_heals(
+    cluster: ClusterHandle, core: client.CoreV1Api, fault: str
+) -> None:
+    name = f"stay-{fault}"
+    stay = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]
+    core.create_namespaced_pod("default", _pod(name, ["sleep", "600"], pod={"tolerations": stay}))
+    _until(lambda: _readiness(core, name) == ("True", "True", True), what="pod Ready")
+    node = core.read_namespaced_pod(name, "default").spec.node_name
+    cut, mend = (
+        (cluster.partition_node, cluster.heal_node)
+        if fault == "partition"
+        else (cluster.stop_node, cluster.start_node)
+    )
+    cut(node)
+    try:
+        _until(lambda: _readiness(core, name)[0] == "False", what="pod marked NotReady")
+    finally:
+        mend(node)
+    healed = time.monotonic()
+    _until(lambda: _readiness(core, name) == ("True", "True", True), what="pod Ready again")
+    assert time.monotonic() - healed < 10
+    pod = core.read_namespaced_pod(name, "default")
+    assert pod.status.container_statuses[0].restart_count == 0
+    time.sleep(2.5)  # over two periodic status syncs: an equal status is not written again
+    assert core.read_namespaced_pod(name, "default").metadata.resource_version == (
+        pod.metadata.resource_version
+    )
+    core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
 
 
 def test_restart_api_server_agents_reconnect(

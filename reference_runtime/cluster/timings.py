@@ -20,6 +20,7 @@ class Timings:
     backoff_max: float = 300.0  # ... doubled up to this
     image_backoff_base: float = 10.0  # image pull back-off, likewise
     sync_interval: float = 1.0  # how often a pod worker looks at its containers
+    status_sync_interval: float = 10.0  # kubelet's status manager: every pod's status re-sent
 
     @classmethod
     def fast(cls) -> Timings:
@@ -33,6 +34,7 @@ class Timings:
             backoff_max=2.0,
             image_backoff_base=0.5,
             sync_interval=0.2,
+            status_sync_interval=1.0,
         )
 
     def to_dict(self) -> dict[str, Any]:

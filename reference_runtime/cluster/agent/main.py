@@ -18,6 +18,7 @@ from ..errors import ApiError, ApiUnreachableError, GoneError
 from .bridge import Adoptable, ContainerBridge
 from .config import AgentConfig
 from .node import NodeStatus
+from .podstatus import StatusManager
 from .worker import PodWorker
 
 __all__ = ["Agent", "main"]
@@ -50,6 +51,7 @@ class Agent:
         self.watch_api = ApiClient(config.url, config.token, ca_cert=ca, timeout=5.0)
         self.bridge = ContainerBridge(config)
         self.node = NodeStatus(self.api, config)
+        self.statuses = StatusManager(self.api, config.node, config.timings.status_sync_interval)
         self.stop = threading.Event()
         self.workers: dict[str, PodWorker] = {}
         self.threads: list[threading.Thread] = []
@@ -80,6 +82,7 @@ class Agent:
 
     def _pod(self, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
+        self.statuses.observe(pod)
         worker = self.workers.get(uid)
         if worker is not None:
             worker.update(pod)
@@ -87,14 +90,16 @@ class Agent:
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and not pod[
             "metadata"
         ].get("deletionTimestamp"):
+            self.statuses.forget(uid)
             return  # finished before this agent started: nothing to run
         mine = [f for f in self.leftovers or [] if f.pod_uid == uid]
-        worker = PodWorker(pod, self.api, self.bridge, self.config, mine)
+        worker = PodWorker(pod, self.api, self.bridge, self.config, self.statuses, mine)
         self.workers[uid] = worker
         thread = threading.Thread(target=worker.run, args=(self.stop,), daemon=True)
         thread.start()
 
     def _gone(self, uid: str) -> None:
+        self.statuses.forget(uid)
         worker = self.workers.pop(uid, None)
         if worker is not None:
             worker.stop_all()
@@ -128,6 +133,7 @@ class Agent:
                         self._pod(pod)
                     for uid in [u for u, w in self.workers.items() if w.finished]:
                         self.workers.pop(uid, None)
+                        self.statuses.forget(uid)
             except GoneError:
                 continue
             except (ApiError, ApiUnreachableError) as exc:
@@ -140,6 +146,8 @@ class Agent:
         self.register()
         heartbeat = threading.Thread(target=self.node.run, args=(self.stop,), daemon=True)
         heartbeat.start()
+        statuses = threading.Thread(target=self.statuses.run, args=(self.stop,), daemon=True)
+        statuses.start()
         self.watch_pods()
 
 

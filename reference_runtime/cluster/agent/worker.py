@@ -5,8 +5,8 @@ its thread. Per container it keeps a ``_Run``: waiting (with a reason), running,
 terminated; restarts follow ``restartPolicy`` with Kubernetes' back-off (``base * 2**n``
 up to ``max``, shortened by ``Timings`` in tests); exec probes (``probes``) restart the
 container or drive ``ready``. A pod with a ``deletionTimestamp`` gets SIGTERM, SIGKILL
-after its grace period, and is then deleted with grace 0. Status is written with a merge
-patch of ``status`` whenever it changes.
+after its grace period, and is then deleted with grace 0. The status it computes goes to
+the agent's ``StatusManager`` (``podstatus``), which writes it where the API's differs.
 
 A worker made by a restarted agent adopts the containers the earlier agent left running
 for this pod (same pod UID, same container spec hash): their run, restart count, log
@@ -15,7 +15,6 @@ file and exit record carry on, and only what no longer matches is removed.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import signal
 import threading
@@ -31,15 +30,12 @@ from .bridge import UNKNOWN_EXIT, Adoptable, ContainerBridge, StartError, spec_h
 from .config import AgentConfig
 from .envvars import EnvError, resolve_env
 from .images import ImagePullError
+from .podstatus import CONDITIONS, StatusManager, stamp
 from .probes import ProbeSet
 
 __all__ = ["PodWorker"]
 
 log = logging.getLogger(__name__)
-
-
-def _stamp(seconds: float) -> str:
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -70,11 +66,13 @@ class PodWorker:
         api: ApiClient,
         bridge: ContainerBridge,
         config: AgentConfig,
+        statuses: StatusManager,
         leftovers: list[Adoptable] | None = None,
     ) -> None:
         self.pod = pod
         self.api = api
         self.bridge = bridge
+        self.statuses = statuses
         self.config = config
         self.timings = config.timings
         m = pod["metadata"]
@@ -88,10 +86,9 @@ class PodWorker:
             for c in pod["spec"].get("containers") or []
         ]
         self.adopted = self._adopt(leftovers or [])
-        self.start_time = (pod.get("status") or {}).get("startTime") or _stamp(time.time())
+        self.start_time = (pod.get("status") or {}).get("startTime") or stamp(time.time())
         self.wake = threading.Event()
         self.finished = False
-        self._sent: dict[str, Any] | None = None
         self._kill_deadline: float | None = None
 
     @staticmethod
@@ -162,7 +159,7 @@ class PodWorker:
         specs = {c["name"]: c for c in self.pod["spec"].get("containers") or []}
         for run in self.runs:
             self._sync_container(run, specs[run.name], policy, now)
-        self._write_status()
+        self.statuses.want(self.pod, self.status())
 
     # -- one container -------------------------------------------------------------------
 
@@ -229,8 +226,8 @@ class PodWorker:
         run.terminated = {
             "exitCode": code,
             "reason": run.extra.pop("reason", reason) if not oom else reason,
-            "startedAt": _stamp(run.started),
-            "finishedAt": _stamp(time.time()),
+            "startedAt": stamp(run.started),
+            "finishedAt": stamp(time.time()),
             "containerID": f"{self.scheme}{run.container_id}",
         }
         if "message" in run.extra:
@@ -315,7 +312,7 @@ class PodWorker:
     def _container_status(self, run: _Run, image: str) -> dict[str, Any]:
         state: dict[str, Any]
         if run.container_id:
-            state = {"running": {"startedAt": _stamp(run.started)}}
+            state = {"running": {"startedAt": stamp(run.started)}}
         elif run.done and run.terminated is not None:
             state = {"terminated": run.terminated}
         else:
@@ -350,26 +347,8 @@ class PodWorker:
         else:
             phase = "Pending"
         ready = all(c["ready"] for c in containers) and phase == "Running"
-        old = {c.get("type"): c for c in (self.pod.get("status") or {}).get("conditions") or []}
-        conditions = []
-        for kind, value in (
-            ("PodReadyToStartContainers", True),
-            ("Initialized", True),
-            ("ContainersReady", ready),
-            ("Ready", ready),
-            ("PodScheduled", True),
-        ):
-            text = "True" if value else "False"
-            previous = old.get(kind) or {}
-            since = previous.get("lastTransitionTime") if previous.get("status") == text else None
-            conditions.append(
-                {
-                    "type": kind,
-                    "status": text,
-                    "lastProbeTime": None,
-                    "lastTransitionTime": since or _stamp(time.time()),
-                }
-            )
+        conditions = dict.fromkeys(CONDITIONS, "True")
+        conditions["ContainersReady"] = conditions["Ready"] = "True" if ready else "False"
         ip = self.config.node_ip
         return {
             "phase": phase,
@@ -381,21 +360,3 @@ class PodWorker:
             "startTime": self.start_time,
             "containerStatuses": containers,
         }
-
-    def _write_status(self) -> None:
-        status = self.status()
-        comparable = {
-            **status,
-            "conditions": [(c["type"], c["status"]) for c in status["conditions"]],
-        }
-        if comparable == self._sent:
-            return
-        m = self.pod["metadata"]
-        try:
-            self.api.patch(
-                f"/api/v1/namespaces/{m['namespace']}/pods/{m['name']}/status",
-                {"status": status},
-            )
-        except NotFoundError:
-            return  # deleted meanwhile: the watch will tell
-        self._sent = comparable
