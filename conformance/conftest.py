@@ -11,6 +11,9 @@ example in the report is then not the smallest one).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 _COMMON = settings(
@@ -27,3 +30,24 @@ settings.register_profile(
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 settings.load_profile("ci")
+
+# How long Hypothesis may shrink one failure, per profile. Every shrink step makes real
+# containers, so its built-in five minutes, spent on each failing property of a runtime
+# that breaks a dozen, would make a ci run of a real runtime last an hour; thorough keeps
+# the five minutes. (Hypothesis has no setting for it: this is its engine's constant.)
+SHRINK_SECONDS = {"ci": 20, "triage": 0, "thorough": 300}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bounded_shrinking() -> Iterator[None]:
+    from hypothesis.internal.conjecture import engine
+
+    default = getattr(engine, "MAX_SHRINKING_SECONDS", None)
+    if default is None:  # a Hypothesis without the constant: nothing to bound
+        yield
+        return
+    engine.MAX_SHRINKING_SECONDS = SHRINK_SECONDS.get(settings.get_current_profile_name(), default)
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = default
