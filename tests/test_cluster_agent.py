@@ -380,6 +380,19 @@ def test_pod_ready_again_after_node_heals(
     core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
 
 
+def test_status_changed_by_another_writer_is_put_back(core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod("default", _pod("back", ["sleep", "600"]))
+    _until(lambda: _readiness(core, "back") == ("True", "True", True), what="pod Ready")
+    conditions = _status(core, "back").conditions
+    for condition in conditions:
+        condition.status = "False" if condition.type == "Ready" else condition.status
+    body = {"status": {"conditions": conditions}}  # as the node lifecycle controller does
+    patched = core.patch_namespaced_pod_status("back", "default", body)
+    assert {c.type: c.status for c in patched.status.conditions}["Ready"] == "False"
+    _until(lambda: _readiness(core, "back") == ("True", "True", True), 5, "pod Ready again")
+    core.delete_namespaced_pod("back", "default", grace_period_seconds=0)
+
+
 def test_restart_api_server_agents_reconnect(
     cluster: ClusterHandle, core: client.CoreV1Api
 ) -> None:
