@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -123,6 +124,10 @@ def test_user_store_is_kept_and_reused(cli: Run, tmp_path: Path) -> None:
     ],
 )
 def test_errors_are_one_line(cli: Run, tmp_path: Path, args: list[str], message: str) -> None:
+    if args[0] == "up" and "--name" not in args:
+        # not the default name: node namespaces are host-wide, and another test (another
+        # xdist worker) may have a cluster named "default" up right now
+        args = [*args, "--name", f"bad{os.getpid()}"]
     result = cli(*args)
     assert result.returncode == 1
     assert result.stderr.startswith("reference-cluster: ") and result.stderr.count("\n") == 1, (
