@@ -123,7 +123,12 @@ def build(
 ) -> Report:
     """The report of a session; ``reproduce(nodeid)`` is the command to rerun a failure."""
     rows = []
+    # Only the catalogues whose suites ran: a runtime-only session says nothing of the
+    # cluster's requirements (a session in which no test ran shows every catalogue).
+    ran = {r.catalogue for r in results.catalogue if r.id in results.by_requirement}
     for req in results.catalogue:
+        if ran and req.catalogue not in ran:
+            continue
         status = results.status(req.id)
         tests = []
         for t in sorted(results.by_requirement.get(req.id, []), key=lambda t: t.nodeid):

@@ -47,6 +47,7 @@ class Requirement:
     source: str
     text: str
     untested: str | None = None
+    catalogue: str = ""  # the file it comes from, without .toml ("runtime", "cluster")
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Catalogue:
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise pytest.UsageError(f"requirement catalogue {path}: {exc}") from None
             for i, entry in enumerate(data.get("requirement", [])):
-                req = _parse(entry, f"{path.name}: requirement #{i + 1}")
+                req = _parse(entry, f"{path.name}: requirement #{i + 1}", path.stem)
                 if req.id in catalogue.requirements:
                     raise pytest.UsageError(f"{path.name}: requirement {req.id} is defined twice")
                 catalogue.requirements[req.id] = req
@@ -86,7 +87,7 @@ class Catalogue:
         return len(self.requirements)
 
 
-def _parse(entry: Any, where: str) -> Requirement:
+def _parse(entry: Any, where: str, catalogue: str) -> Requirement:
     __tracebackhide__ = True
     if not isinstance(entry, dict):
         raise pytest.UsageError(f"{where} is not a table")
@@ -104,6 +105,7 @@ def _parse(entry: Any, where: str) -> Requirement:
         source=str(entry["source"]),
         text=" ".join(str(entry["text"]).split()),
         untested=entry.get("untested"),
+        catalogue=catalogue,
     )
 
 

@@ -272,3 +272,23 @@ def test_everything_from_a_report_is_escaped(tmp_path: Path):
         assert "Content-Security-Policy" in page and "http://" not in page.replace(
             'xmlns="http://www.w3.org/2000/svg"', ""
         )
+
+
+def test_only_the_catalogues_whose_tests_ran_are_reported() -> None:
+    cat = req.Catalogue()
+    for rid, where in (("RT-1", "runtime"), ("RT-2", "runtime"), ("CL-1", "cluster")):
+        cat.requirements[rid] = req.Requirement(
+            rid, "MUST", "api", "spec §1", f"{rid} holds.", catalogue=where
+        )
+    results = req.Results(cat)
+    results.add(("RT-1",), req.TestOutcome("t.py::test_one", "passed"))
+    report = reportdata.build(
+        results, system={"name": "runc"}, environment={}, run={}, reproduce=str
+    )
+    # RT-2 ran no test but its catalogue did: untested; the cluster's is left out
+    assert {r.id: r.status for r in report.requirements} == {"RT-1": "pass", "RT-2": "untested"}
+    assert report.verdict.summary == "incomplete"
+    nothing = reportdata.build(
+        req.Results(cat), system={"name": "runc"}, environment={}, run={}, reproduce=str
+    )
+    assert [r.id for r in nothing.requirements] == ["RT-1", "RT-2", "CL-1"]
