@@ -50,7 +50,7 @@ from .clusters import (
 )
 from .clusters.reference import handle_class
 from .errors import ContainersError
-from .ledger import Ledger, Record, register_undoer
+from .ledger import Ledger, Record, register_undoer, remove_all
 from .plugin import ledger
 from .requirements import ENVIRONMENT_KEY
 
@@ -200,14 +200,7 @@ class Throwaways:
 
     def close(self) -> None:
         __tracebackhide__ = True
-        errors: list[BaseException] = []
-        while self.made:
-            try:
-                self.factory.remove(self.made.pop())
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        remove_all(self.made, self.factory.remove)
 
 
 def requires_fault(cluster: ClusterAdapter, *faults: str) -> None:

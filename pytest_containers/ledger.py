@@ -31,7 +31,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -304,3 +304,20 @@ _ORDER = {
     "netns": 30,
     "cgroup": 40,
 }
+
+
+_Made = TypeVar("_Made")
+
+
+def remove_all(made: list[_Made], remove: Callable[[_Made], object]) -> None:
+    """``remove`` every item of ``made``, newest first, emptying it; all are tried, and
+    the first error is raised after the last."""
+    __tracebackhide__ = True
+    errors: list[BaseException] = []
+    while made:
+        try:
+            remove(made.pop())
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]

@@ -43,7 +43,7 @@ from reference_runtime.rootfs_builder import make_bundle
 from .adapters import RuntimeAdapter, RuntimeChoice, bundle_config, open_adapter
 from .adapters.handle import Container
 from .errors import ContainerNotFoundError, ContainersError
-from .ledger import Ledger, Record, register_undoer
+from .ledger import Ledger, Record, register_undoer, remove_all
 from .plugin import ledger
 from .requirements import ENVIRONMENT_KEY
 
@@ -299,14 +299,7 @@ class ContainerSet:
     def close(self) -> None:
         """Remove every container; all are tried, the first error is raised."""
         __tracebackhide__ = True
-        errors: list[BaseException] = []
-        while self.made:
-            try:
-                self.factory.remove(self.made.pop())
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        remove_all(self.made, self.factory.remove)
 
 
 @pytest.hookimpl(tryfirst=True)  # before the report is written
