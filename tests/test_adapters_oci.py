@@ -7,6 +7,7 @@ does, so a change shows up here first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -313,8 +314,14 @@ def test_warnings_of_the_last_command(adapter: OciAdapter, make: Callable[..., P
     (path / "config.json").write_text(json.dumps(config))
     name = os.path.basename(adapter.binary)
     if name == "runsc":
-        with pytest.raises(RuntimeCommandError, match="unknown capability"):
-            adapter.create("pc-warn", path)
+        try:
+            with pytest.raises(RuntimeCommandError, match="unknown capability"):
+                adapter.create("pc-warn", path)
+        finally:
+            # runsc leaves the refused container's cgroups behind (empty): ours to remove
+            for leftover in Path("/sys/fs/cgroup").glob("*/pc-warn"):
+                with contextlib.suppress(FileNotFoundError):  # gone already
+                    leftover.rmdir()
         return
     adapter.create("pc-warn", path)
     try:
